@@ -1,0 +1,194 @@
+// The broker: the one owner of liblivekit_ffi in this host. Wires the native layer (library, shim,
+// event pump) to the sessions of the workers, and answers the Session and Info RPCs.
+import { create } from '@bufbuild/protobuf';
+import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import {
+  InfoResponseSchema,
+  NoticeSchema,
+  ResponseSchema,
+  type ClientMessage,
+  type DropHandles,
+  type Hello,
+  type InfoRequest,
+  type InfoResponse,
+} from '../proto/gen/ffi_broker_pb.js';
+import { SessionFailure, fail, refuse } from './errors.js';
+import { EventRouter } from './event_router.js';
+import { HandleRegistry } from './handle_registry.js';
+import { EventPump } from './native/event_pump.js';
+import { FfiLibrary, locateLibrary } from './native/ffi_library.js';
+import { NativeShim } from './native/shim.js';
+import { OutputMemory } from './output_memory.js';
+import { packageVersion } from './paths.js';
+import { RequestExecutor } from './request_executor.js';
+import { Session, type SessionCall } from './session.js';
+
+export interface BrokerOptions {
+  ffiLib: string | undefined;
+  /** Largest gRPC message accepted from a worker, which also bounds one request's buffers. */
+  maxMessageBytes: number;
+}
+
+export class Broker {
+  readonly version = packageVersion;
+  readonly library: FfiLibrary;
+  private readonly shim: NativeShim;
+  private readonly pump: EventPump;
+  private readonly registry = new HandleRegistry<Session>();
+  private readonly executor: RequestExecutor<Session>;
+  private readonly router: EventRouter<Session>;
+  private readonly sessions = new Map<string, Session>();
+  private readonly startedAt = process.hrtime.bigint();
+  private closing = false;
+
+  constructor(
+    options: BrokerOptions,
+    private readonly log: Logger,
+  ) {
+    this.shim = new NativeShim();
+    const location = locateLibrary(options.ffiLib);
+    this.library = new FfiLibrary(location, this.shim, this.version);
+    const output = new OutputMemory<Session>(this.library, this.shim, this.registry, log);
+    this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, options.maxMessageBytes);
+    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), {
+      panic: (message) => this.onPanic(message),
+    });
+    this.pump = new EventPump(this.shim, (events) => this.router.route(events));
+    this.pump.start();
+    log.info({ ffiLibrary: location.path, ffiVersion: location.version }, 'liblivekit_ffi loaded and initialized');
+  }
+
+  /** The Session RPC: hello first, then requests and drops until the stream ends. */
+  openSession(call: SessionCall): void {
+    let session: Session | undefined;
+    const failSession = (failure: SessionFailure) => {
+      this.log.warn({ session: session?.id, reason: failure.message }, 'session ended by a protocol error');
+      // grpc-js ends a server stream with the status of an emitted error.
+      call.emit('error', { code: failure.status, details: failure.message });
+    };
+    call.on('data', (message: ClientMessage) => {
+      try {
+        if (session === undefined) {
+          if (message.message.case !== 'hello') throw fail.helloFirst();
+          session = this.startSession(call, message.message.value);
+          return;
+        }
+        this.onClientMessage(session, message);
+      } catch (err) {
+        if (err instanceof SessionFailure) failSession(err);
+        else throw err;
+      }
+    });
+    const end = () => {
+      if (session !== undefined) this.endSession(session);
+      session = undefined;
+    };
+    call.on('end', () => {
+      end();
+      call.end();
+    });
+    call.on('cancelled', end);
+    call.on('error', end);
+    call.on('close', end);
+  }
+
+  private startSession(call: SessionCall, hello: Hello): Session {
+    if (this.closing) throw fail.shuttingDown();
+    if (hello.resumeToken !== '') throw fail.unknownResume();
+    const session = new Session(call, hello, this.log);
+    this.sessions.set(session.id, session);
+    session.welcome({ ffiVersion: this.library.location.version, brokerVersion: this.version, resumed: false });
+    session.log.info({ clientVersion: hello.clientVersion }, 'session started');
+    return session;
+  }
+
+  private onClientMessage(session: Session, message: ClientMessage): void {
+    switch (message.message.case) {
+      case 'hello':
+        throw fail.helloTwice();
+      case 'request': {
+        const { response, typeName } = this.executor.execute(session, message.message.value);
+        if (response.error !== undefined) session.log.warn({ request: typeName, code: response.error.code, reason: response.error.message }, 'request refused');
+        session.respond(response);
+        return;
+      }
+      case 'dropHandles':
+        this.dropHandles(session, message.message.value);
+        return;
+      default:
+        throw fail.emptyMessage();
+    }
+  }
+
+  private dropHandles(session: Session, drop: DropHandles): void {
+    const refused: bigint[] = [];
+    for (const handle of drop.handles) {
+      if (!this.registry.owns(session, handle)) {
+        refused.push(handle);
+        continue;
+      }
+      this.registry.release(handle);
+      this.library.dropHandle(handle);
+    }
+    if (refused.length > 0) session.log.warn({ handles: refused.map(String) }, 'drop of handles the session does not own refused');
+    if (drop.requestId === 0n) return;
+    const error = refused.length > 0 ? refuse.dropNotOwned(refused) : undefined;
+    session.respond(create(ResponseSchema, { requestId: drop.requestId, error: error && { code: error.code, message: error.message } }));
+  }
+
+  /** Releases everything the session owned; safe to call more than once. */
+  private endSession(session: Session): void {
+    if (!this.sessions.delete(session.id)) return;
+    session.connected = false;
+    const handles = this.registry.forget(session);
+    for (const handle of handles) this.library.dropHandle(handle);
+    session.log.info({ droppedHandles: handles.length }, 'session ended; its handles were dropped');
+  }
+
+  private onPanic(message: string): void {
+    this.log.fatal({ panic: message }, 'liblivekit_ffi panicked');
+    const notice = create(NoticeSchema, { notice: { case: 'ffiPanic', value: { $typeName: 'livekit.ffi_broker.v1.FfiPanic', message } } });
+    for (const session of this.sessions.values()) session.notice(notice);
+  }
+
+  info(): InfoResponse {
+    return create(InfoResponseSchema, {
+      brokerVersion: this.version,
+      ffiVersion: this.library.location.version,
+      ffiLibrary: this.library.location.path,
+      uptimeS: Number(process.hrtime.bigint() - this.startedAt) / 1e9,
+      ownedHandles: BigInt(this.registry.handleCount),
+      eventsTotal: this.pump.drained,
+      sessions: [...this.sessions.values()].map((s) => ({
+        sessionId: s.id,
+        clientName: s.clientName,
+        pid: s.pid,
+        ownedHandles: BigInt(this.registry.handlesOf(s).size),
+        queuedEvents: BigInt(s.queuedEvents),
+        droppedEvents: s.droppedEvents,
+        connected: s.connected,
+      })),
+    });
+  }
+
+  infoCall = (_call: ServerUnaryCall<InfoRequest, InfoResponse>, callback: sendUnaryData<InfoResponse>): void => {
+    callback(null, this.info());
+  };
+
+  /** Ends every session (their handles dropped), then disposes of the library. */
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    for (const session of [...this.sessions.values()]) {
+      session.end();
+      this.endSession(session);
+    }
+    this.pump.stop();
+    this.library.dispose();
+  }
+
+  get isClosing(): boolean {
+    return this.closing;
+  }
+}

@@ -1,0 +1,71 @@
+// The daemon's settings, their defaults and their validation. Every error names the setting, what
+// was given and what is allowed, and is raised before anything starts.
+import { DEFAULT_ADDRESS, parseAddress } from '../client/address.js';
+import { LOG_LEVELS, type LogLevel } from './logger.js';
+
+export interface ServeConfig {
+  listen: string[];
+  ffiLib: string | undefined;
+  logLevel: LogLevel;
+  maxMessageBytes: number;
+  socketMode: number;
+  shutdownTimeoutMs: number;
+}
+
+export const DEFAULTS: ServeConfig = {
+  listen: [DEFAULT_ADDRESS],
+  ffiLib: undefined,
+  logLevel: 'info',
+  // A 4K RGBA frame is 33 MB; 64 MiB leaves room for one with its message.
+  maxMessageBytes: 64 * 1024 * 1024,
+  socketMode: 0o660,
+  shutdownTimeoutMs: 5000,
+};
+
+export class ConfigError extends Error {
+  constructor(setting: string, given: unknown, allowed: string) {
+    super(`invalid ${setting} ${JSON.stringify(given)}: ${allowed}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface RawServeOptions {
+  listen?: string[];
+  ffiLib?: string;
+  logLevel?: string;
+  maxMessageSize?: string;
+  socketMode?: string;
+  shutdownTimeout?: string;
+}
+
+function positiveInt(setting: string, text: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) throw new ConfigError(setting, text, `a whole number >= ${min}`);
+  return n;
+}
+
+export function resolveServeConfig(raw: RawServeOptions, env: NodeJS.ProcessEnv = process.env): ServeConfig {
+  const listen = raw.listen && raw.listen.length > 0 ? raw.listen : DEFAULTS.listen;
+  for (const address of listen) {
+    try {
+      parseAddress(address);
+    } catch (err) {
+      throw new ConfigError('--listen', address, (err as Error).message);
+    }
+  }
+  const logLevel = (raw.logLevel ?? DEFAULTS.logLevel) as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('--log-level', raw.logLevel, `one of ${LOG_LEVELS.join(', ')}`);
+  let socketMode = DEFAULTS.socketMode;
+  if (raw.socketMode !== undefined) {
+    if (!/^0?[0-7]{3}$/.test(raw.socketMode)) throw new ConfigError('--socket-mode', raw.socketMode, 'an octal file mode such as 660');
+    socketMode = parseInt(raw.socketMode, 8);
+  }
+  return {
+    listen,
+    ffiLib: raw.ffiLib ?? (env.LIVEKIT_LIB_PATH || undefined),
+    logLevel,
+    maxMessageBytes: raw.maxMessageSize === undefined ? DEFAULTS.maxMessageBytes : positiveInt('--max-message-size', raw.maxMessageSize, 1024),
+    socketMode,
+    shutdownTimeoutMs: raw.shutdownTimeout === undefined ? DEFAULTS.shutdownTimeoutMs : positiveInt('--shutdown-timeout', raw.shutdownTimeout, 0),
+  };
+}

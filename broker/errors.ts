@@ -1,0 +1,62 @@
+// Every refusal the broker gives a worker, with its contract code and a message that says what was
+// wrong and what to do. One place, so codes and wording stay consistent across the daemon.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { Error_Code as Code } from '../proto/gen/ffi_broker_pb.js';
+
+export { Code };
+
+/** A contract error, answered in a Response; the session goes on. */
+export class Refusal extends Error {
+  constructor(
+    readonly code: Code,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'Refusal';
+  }
+}
+
+/** A protocol violation, answered by ending the Session stream with a gRPC status. */
+export class SessionFailure extends Error {
+  constructor(
+    readonly status: GrpcStatus,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SessionFailure';
+  }
+}
+
+const hex = (v: bigint) => `${v} (0x${v.toString(16)})`;
+
+export const refuse = {
+  undecodable: (detail: string) =>
+    new Refusal(Code.INVALID_REQUEST, `ffi_request does not decode as livekit.proto.FfiRequest (${detail}); send the bytes of one FfiRequest`),
+  noMessage: () => new Refusal(Code.INVALID_REQUEST, 'ffi_request has no request set in its oneof; set exactly one request'),
+  notOwned: (kind: string, field: string, handle: bigint) =>
+    new Refusal(Code.PERMISSION_DENIED, `${kind}.${field} = ${handle} names a handle this session does not own; use handles returned to this session`),
+  dropNotOwned: (handles: bigint[]) =>
+    new Refusal(Code.PERMISSION_DENIED, `handles ${handles.join(', ')} are not owned by this session; they were not dropped (the owned ones in the same call were)`),
+  dispose: () =>
+    new Refusal(Code.PERMISSION_DENIED, 'DisposeRequest would tear down every session\'s rooms; close the session (or drop your handles) instead'),
+  unsupportedPointer: (kind: string, field: string) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind} carries the pointer field ${field}, which this broker version does not carry across the process boundary; the request was not sent to the library`),
+  missingBuffer: (kind: string, field: string, ptr: bigint) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}: ${field} = ${hex(ptr)} has no Buffer with that ptr; send the memory it points at as Request.buffers {ptr, data}`),
+  shortBuffer: (kind: string, field: string, ptr: bigint, need: number, got: number) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}: the Buffer for ${field} = ${hex(ptr)} has ${got} bytes, the message implies ${need}`),
+  oversizedBuffer: (kind: string, field: string, need: number, limit: number) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}: ${field} implies ${need} bytes, over the ${limit}-byte message limit; check the frame's dimensions`),
+  ffiFailed: (kind: string) =>
+    new Refusal(Code.FFI_ERROR, `liblivekit_ffi refused ${kind} (it returned no response); check the request's fields and the broker log`),
+  shuttingDown: () => new Refusal(Code.UNAVAILABLE, 'the broker is shutting down; reconnect to its successor'),
+} as const;
+
+export const fail = {
+  helloFirst: () => new SessionFailure(GrpcStatus.FAILED_PRECONDITION, 'the first ClientMessage of a Session must be hello'),
+  helloTwice: () => new SessionFailure(GrpcStatus.FAILED_PRECONDITION, 'hello was already sent on this Session; open a new Session instead'),
+  emptyMessage: () => new SessionFailure(GrpcStatus.INVALID_ARGUMENT, 'ClientMessage has no message set; send hello, request or drop_handles'),
+  unknownResume: () =>
+    new SessionFailure(GrpcStatus.NOT_FOUND, 'resume_token names no session this broker keeps; connect without resume_token for a new session'),
+  shuttingDown: () => new SessionFailure(GrpcStatus.UNAVAILABLE, 'the broker is shutting down; reconnect to its successor'),
+} as const;

@@ -1,0 +1,89 @@
+// Sends each event from the native queue to the one session that owns what it names: the async id
+// of a callback, else the first owned *_handle of the event (room_handle, stream_handle,
+// reader_handle, local_participant_handle, ...). Events nobody owns are counted, never broadcast.
+// Library logs and panics are not routed: they go to the broker's log (and panics to everyone).
+import type { Logger } from 'pino';
+import type { Buffer as WireBuffer } from '../proto/gen/ffi_broker_pb.js';
+import { FfiEvent, planOf, selected, setFieldValue, fieldValue, type SchemaMessage } from './livekit_schema.js';
+import type { HandleRegistry, Owner } from './handle_registry.js';
+import type { NativeEvent } from './native/event_pump.js';
+import type { OutputMemory } from './output_memory.js';
+import { logNativeRecords } from './native_log.js';
+
+export interface EventReceiver extends Owner {
+  enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], enqueuedNs: bigint): void;
+  flushEvents(): void;
+}
+
+export interface RouterHooks {
+  panic(message: string): void;
+}
+
+export class EventRouter<O extends EventReceiver> {
+  undecodable = 0n;
+  unowned = 0n;
+
+  constructor(
+    private readonly registry: HandleRegistry<O>,
+    private readonly output: OutputMemory<O>,
+    private readonly log: Logger,
+    private readonly nativeLog: Logger,
+    private readonly hooks: RouterHooks,
+  ) {}
+
+  route(events: readonly NativeEvent[]): void {
+    const touched = new Set<O>();
+    for (const event of events) {
+      let message: SchemaMessage;
+      try {
+        message = FfiEvent.fromBinary(event.bytes) as unknown as SchemaMessage;
+      } catch (err) {
+        this.undecodable++;
+        this.log.error({ err, bytes: event.bytes.length }, 'an event from the library does not decode as livekit.proto.FfiEvent; dropped');
+        continue;
+      }
+      const chosen = selected(message);
+      if (chosen === undefined) continue;
+      if (chosen.kind === 'logs') {
+        logNativeRecords(this.nativeLog, (chosen.value.records as Parameters<typeof logNativeRecords>[1]) ?? []);
+        continue;
+      }
+      if (chosen.kind === 'panic') {
+        this.hooks.panic(String(chosen.value.message ?? ''));
+        continue;
+      }
+      const { owner, rewritten } = this.ownerOf(chosen.value);
+      const buffers = this.output.take(chosen.value, owner);
+      if (owner === undefined) {
+        this.unowned++;
+        if (this.log.isLevelEnabled('debug')) this.log.debug({ kind: chosen.typeName }, 'event names nothing any session owns; dropped');
+        continue;
+      }
+      owner.enqueueEvent(rewritten ? (message as unknown as FfiEvent).toBinary() : event.bytes, buffers, event.enqueuedNs);
+      touched.add(owner);
+    }
+    for (const owner of touched) owner.flushEvents();
+  }
+
+  private ownerOf(value: SchemaMessage): { owner: O | undefined; rewritten: boolean } {
+    const plan = planOf(value.getType());
+    if (plan.asyncId !== undefined) {
+      const id = fieldValue(value, plan.asyncId);
+      if (typeof id === 'bigint') {
+        const pending = this.registry.asyncOwner(id, true);
+        if (pending !== undefined) {
+          if (pending.clientId === id) return { owner: pending.owner, rewritten: false };
+          setFieldValue(value, plan.asyncId, pending.clientId);
+          return { owner: pending.owner, rewritten: true };
+        }
+      }
+    }
+    for (const field of plan.handleRefs) {
+      const handle = fieldValue(value, field);
+      if (typeof handle !== 'bigint') continue;
+      const owner = this.registry.ownerOf(handle);
+      if (owner !== undefined) return { owner, rewritten: false };
+    }
+    return { owner: undefined, rewritten: false };
+  }
+}

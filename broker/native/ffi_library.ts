@@ -1,0 +1,74 @@
+// liblivekit_ffi loaded with koffi: the four functions of its C ABI, with the callback set to our
+// shim's native queue (see callback_queue.c for why the callback is not JavaScript).
+import fs from 'node:fs';
+import path from 'node:path';
+import koffi from 'koffi';
+import type { NativeShim } from './shim.js';
+
+const PLATFORM_PACKAGE = '@livekit/rtc-ffi-bindings-linux-x64-gnu';
+const PLATFORM_BINARY = 'rtc-node.linux-x64-gnu.node';
+
+export interface LibraryLocation {
+  path: string;
+  version: string;
+}
+
+/** The embedded library of the pinned npm package, unless a path is given. */
+export function locateLibrary(override: string | undefined): LibraryLocation {
+  if (override !== undefined && override !== '') {
+    const resolved = path.resolve(override);
+    if (!fs.existsSync(resolved)) throw new Error(`--ffi-lib ${override}: no such file; give the path of liblivekit_ffi (a .so or the npm .node binary)`);
+    return { path: resolved, version: versionBeside(resolved) };
+  }
+  const manifest = require.resolve(`${PLATFORM_PACKAGE}/package.json`);
+  return { path: path.join(path.dirname(manifest), PLATFORM_BINARY), version: JSON.parse(fs.readFileSync(manifest, 'utf8')).version };
+}
+
+// A library from an npm platform package carries its version in the package.json beside it.
+function versionBeside(file: string): string {
+  const manifest = path.join(path.dirname(file), 'package.json');
+  if (!fs.existsSync(manifest)) return 'unknown';
+  const pkg = JSON.parse(fs.readFileSync(manifest, 'utf8'));
+  return typeof pkg.name === 'string' && pkg.name.startsWith('@livekit/rtc-ffi-bindings') ? String(pkg.version) : 'unknown';
+}
+
+export class FfiLibrary {
+  private readonly requestFn: (data: Uint8Array, len: number, resPtr: BigUint64Array, resLen: BigUint64Array) => number | bigint;
+  private readonly dropFn: (handle: bigint) => boolean;
+  private readonly disposeFn: () => void;
+  private readonly resPtr = new BigUint64Array(1);
+  private readonly resLen = new BigUint64Array(1);
+  private disposed = false;
+
+  constructor(
+    readonly location: LibraryLocation,
+    private readonly shim: NativeShim,
+    sdkVersion: string,
+  ) {
+    const lib = koffi.load(location.path);
+    const initialize = lib.func('void livekit_ffi_initialize(void *cb, bool capture_logs, const char *sdk, const char *sdk_version)');
+    this.requestFn = lib.func('uint64_t livekit_ffi_request(const uint8_t *data, size_t len, uint64_t *res_ptr, uint64_t *res_len)');
+    this.dropFn = lib.func('bool livekit_ffi_drop_handle(uint64_t handle)');
+    this.disposeFn = lib.func('void livekit_ffi_dispose(void)');
+    initialize(shim.callbackAddress, true, 'livekit-ffi-broker', sdkVersion);
+  }
+
+  /** Sends one encoded FfiRequest; returns the encoded FfiResponse, or null when the library refused it. */
+  request(bytes: Uint8Array): Buffer | null {
+    const handle = BigInt(this.requestFn(bytes, bytes.length, this.resPtr, this.resLen));
+    if (handle === 0n) return null;
+    const response = this.shim.copyOut(this.resPtr[0]!, Number(this.resLen[0]!));
+    this.dropFn(handle);
+    return response;
+  }
+
+  dropHandle(handle: bigint): boolean {
+    return this.dropFn(handle);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.disposeFn();
+  }
+}

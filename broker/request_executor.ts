@@ -1,0 +1,104 @@
+// One worker Request, start to finish, on the JS thread: decode, refuse what policy or ownership
+// forbids, move pointer memory into native memory the broker owns, call liblivekit_ffi, and turn
+// its answer into a contract Response. Running synchronously here is what orders a Response
+// before any event that carries what it returned: the native queue is drained only afterwards.
+import { create } from '@bufbuild/protobuf';
+import { ResponseSchema, type Request, type Response } from '../proto/gen/ffi_broker_pb.js';
+import { FfiRequest, FfiResponse, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
+import { pointerField } from './pointer_fields.js';
+import { kindVerdict } from './request_kinds.js';
+import { Refusal, refuse } from './errors.js';
+import type { HandleRegistry, Owner } from './handle_registry.js';
+import type { FfiLibrary } from './native/ffi_library.js';
+import type { NativeShim } from './native/shim.js';
+import type { OutputMemory } from './output_memory.js';
+
+export interface ExecutedRequest {
+  response: Response;
+  /** e.g. "CaptureAudioFrameRequest"; "unknown" when the bytes did not decode. */
+  typeName: string;
+}
+
+export class RequestExecutor<O extends Owner> {
+  constructor(
+    private readonly library: FfiLibrary,
+    private readonly shim: NativeShim,
+    private readonly registry: HandleRegistry<O>,
+    private readonly output: OutputMemory<O>,
+    private readonly maxBufferBytes: number,
+  ) {}
+
+  execute(owner: O, request: Request): ExecutedRequest {
+    let typeName = 'unknown';
+    const allocations: bigint[] = [];
+    try {
+      let message: SchemaMessage;
+      try {
+        message = FfiRequest.fromBinary(request.ffiRequest) as unknown as SchemaMessage;
+      } catch (err) {
+        throw refuse.undecodable((err as Error).message);
+      }
+      const chosen = selected(message);
+      if (chosen === undefined) throw refuse.noMessage();
+      typeName = chosen.typeName;
+      const verdict = kindVerdict(chosen.kind, typeName);
+      if (verdict !== null) throw verdict;
+
+      const buffers = new Map(request.buffers.map((b) => [b.ptr, b.data]));
+      let clientAsyncId: bigint | undefined;
+      walk(chosen.value, {
+        handleRef: (holder, field, handle) => {
+          if (!this.registry.owns(owner, handle)) throw refuse.notOwned(holder.getType().typeName.replace('livekit.proto.', ''), field.name, handle);
+        },
+        asyncId: (holder, field, id) => {
+          // Worker-chosen ids could collide with other sessions' or the library's own ids.
+          clientAsyncId = id;
+          setFieldValue(holder, field, this.registry.substituteAsyncId());
+        },
+        pointer: (holder, field, ptr) => {
+          const holderType = holder.getType().typeName.replace('livekit.proto.', '');
+          const entry = pointerField(holder.getType().typeName, field.name)!; // kindVerdict vouched for it
+          const need = entry.size(holder);
+          if (need > this.maxBufferBytes) throw refuse.oversizedBuffer(holderType, field.name, need, this.maxBufferBytes);
+          const data = buffers.get(ptr);
+          if (data === undefined) throw refuse.missingBuffer(holderType, field.name, ptr);
+          if (data.length < need) throw refuse.shortBuffer(holderType, field.name, ptr, need, data.length);
+          const address = this.shim.allocCopy(data.subarray(0, need));
+          allocations.push(address);
+          setFieldValue(holder, field, address);
+        },
+      });
+
+      // Re-encoded, not forwarded: the library sees exactly what was checked, unknown fields dropped.
+      const bytes = (message as unknown as FfiRequest).toBinary({ writeUnknownFields: false });
+      const answer = this.library.request(bytes);
+      if (answer === null) throw refuse.ffiFailed(typeName);
+      return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId) };
+    } catch (err) {
+      if (!(err instanceof Refusal)) throw err;
+      return { typeName, response: create(ResponseSchema, { requestId: request.requestId, error: { code: err.code, message: err.message } }) };
+    } finally {
+      for (const address of allocations) this.shim.free(address);
+    }
+  }
+
+  private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined): Response {
+    const message = FfiResponse.fromBinary(bytes) as unknown as SchemaMessage;
+    const chosen = selected(message);
+    let rewritten = false;
+    if (chosen !== undefined) {
+      walk(chosen.value, {
+        asyncId: (holder, field, id) => {
+          this.registry.expectAsync(owner, id, clientAsyncId ?? id);
+          if (clientAsyncId !== undefined && clientAsyncId !== id) {
+            setFieldValue(holder, field, clientAsyncId);
+            rewritten = true;
+          }
+        },
+      });
+    }
+    const buffers = chosen === undefined ? [] : this.output.take(chosen.value, owner);
+    const ffiResponse = rewritten ? (message as unknown as FfiResponse).toBinary() : bytes;
+    return create(ResponseSchema, { requestId, ffiResponse, buffers });
+  }
+}

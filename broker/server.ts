@@ -1,0 +1,72 @@
+// The gRPC server: FfiBroker on every --listen address (Unix sockets and TCP).
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { parseAddress, type BrokerAddress } from '../client/address.js';
+import { FfiBrokerService } from '../proto/service.js';
+import type { Broker } from './broker.js';
+import type { SessionCall } from './session.js';
+import { claimSocketPath, removeSocketFile } from './unix_socket.js';
+
+export interface ServerOptions {
+  listen: string[];
+  maxMessageBytes: number;
+  socketMode: number;
+}
+
+export class BrokerServer {
+  private readonly server: grpc.Server;
+  private readonly socketPaths: string[] = [];
+  /** The addresses bound, with TCP port 0 replaced by the port chosen. */
+  readonly bound: string[] = [];
+
+  constructor(
+    broker: Broker,
+    private readonly options: ServerOptions,
+    private readonly log: Logger,
+  ) {
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': options.maxMessageBytes,
+      'grpc.max_send_message_length': -1,
+    });
+    const handlers: grpc.UntypedServiceImplementation = {
+      session: (call: SessionCall) => broker.openSession(call),
+      info: broker.infoCall,
+    };
+    this.server.addService(FfiBrokerService, handlers);
+  }
+
+  async start(): Promise<void> {
+    for (const text of this.options.listen) await this.bind(parseAddress(text));
+  }
+
+  private async bind(address: BrokerAddress): Promise<void> {
+    if (address.kind === 'unix') await claimSocketPath(address.path);
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(address.target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${address.target}: ${err.message}`)) : resolve(p))),
+    );
+    if (address.kind === 'unix') {
+      fs.chmodSync(address.path, this.options.socketMode);
+      this.socketPaths.push(address.path);
+      this.bound.push(`unix://${address.path}`);
+    } else {
+      this.bound.push(`${address.host}:${port}`);
+    }
+    this.log.info({ address: this.bound[this.bound.length - 1] }, 'listening');
+  }
+
+  /** Stops accepting, waits up to `graceMs` for calls to finish, then removes the socket files. */
+  async stop(graceMs: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    for (const path of this.socketPaths) removeSocketFile(path);
+  }
+}

@@ -1,0 +1,52 @@
+// The FfiBroker gRPC service as @grpc/grpc-js sees it, built from the generated descriptors so
+// that the server and every TypeScript client share one definition of paths and codecs.
+import type { ServiceDefinition } from '@grpc/grpc-js';
+import { fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import {
+  ClientMessageSchema,
+  InfoRequestSchema,
+  InfoResponseSchema,
+  ServerMessageSchema,
+  type ClientMessage,
+  type InfoRequest,
+  type InfoResponse,
+  type ServerMessage,
+} from './gen/ffi_broker_pb.js';
+
+function codec<D extends DescMessage>(schema: D) {
+  return {
+    serialize: (message: MessageShape<D>): Buffer => Buffer.from(toBinary(schema, message)),
+    deserialize: (bytes: Buffer): MessageShape<D> => fromBinary(schema, bytes),
+  };
+}
+
+const clientMessage = codec(ClientMessageSchema);
+const serverMessage = codec(ServerMessageSchema);
+const infoRequest = codec(InfoRequestSchema);
+const infoResponse = codec(InfoResponseSchema);
+
+export const SERVICE_NAME = 'livekit.ffi_broker.v1.FfiBroker';
+
+export const FfiBrokerService = {
+  session: {
+    path: `/${SERVICE_NAME}/Session`,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: clientMessage.serialize,
+    requestDeserialize: clientMessage.deserialize,
+    responseSerialize: serverMessage.serialize,
+    responseDeserialize: serverMessage.deserialize,
+  },
+  info: {
+    path: `/${SERVICE_NAME}/Info`,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: infoRequest.serialize,
+    requestDeserialize: infoRequest.deserialize,
+    responseSerialize: infoResponse.serialize,
+    responseDeserialize: infoResponse.deserialize,
+  },
+} satisfies ServiceDefinition<{
+  session: import('@grpc/grpc-js').handleBidiStreamingCall<ClientMessage, ServerMessage>;
+  info: import('@grpc/grpc-js').handleUnaryCall<InfoRequest, InfoResponse>;
+}>;
