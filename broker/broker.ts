@@ -55,7 +55,7 @@ export class Broker {
       panic: (message) => this.onPanic(message),
     });
     this.pump = new EventPump(this.shim, (events) => this.router.route(events));
-    this.pump.start();
+    if (!this.pump.start()) log.warn('could not make the event loop SCHED_BATCH; library threads may be preempted by it inside the callback');
     log.info({ ffiLibrary: location.path, ffiVersion: location.version }, 'liblivekit_ffi loaded and initialized');
   }
 
@@ -76,8 +76,10 @@ export class Broker {
         }
         this.onClientMessage(session, message);
       } catch (err) {
-        if (err instanceof SessionFailure) failSession(err);
-        else throw err;
+        if (err instanceof SessionFailure) return failSession(err);
+        // A bug of ours must cost this session only, never the broker and its other sessions.
+        this.log.error({ err, session: session?.id }, 'unexpected failure handling a client message');
+        failSession(fail.internal((err as Error).message));
       }
     });
     const end = () => {

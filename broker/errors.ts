@@ -32,6 +32,8 @@ const hex = (v: bigint) => `${v} (0x${v.toString(16)})`;
 export const refuse = {
   undecodable: (detail: string) =>
     new Refusal(Code.INVALID_REQUEST, `ffi_request does not decode as livekit.proto.FfiRequest (${detail}); send the bytes of one FfiRequest`),
+  incomplete: (kind: string, detail: string) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind} is incomplete (${detail}); set every required field of the livekit schema`),
   noMessage: () => new Refusal(Code.INVALID_REQUEST, 'ffi_request has no request set in its oneof; set exactly one request'),
   notOwned: (kind: string, field: string, handle: bigint) =>
     new Refusal(Code.PERMISSION_DENIED, `${kind}.${field} = ${handle} names a handle this session does not own; use handles returned to this session`),
@@ -59,4 +61,5 @@ export const fail = {
   unknownResume: () =>
     new SessionFailure(GrpcStatus.NOT_FOUND, 'resume_token names no session this broker keeps; connect without resume_token for a new session'),
   shuttingDown: () => new SessionFailure(GrpcStatus.UNAVAILABLE, 'the broker is shutting down; reconnect to its successor'),
+  internal: (detail: string) => new SessionFailure(GrpcStatus.INTERNAL, `the broker failed on a message of this session (${detail}); the session was ended and its handles dropped`),
 } as const;

@@ -70,7 +70,12 @@ export class RequestExecutor<O extends Owner> {
       });
 
       // Re-encoded, not forwarded: the library sees exactly what was checked, unknown fields dropped.
-      const bytes = (message as unknown as FfiRequest).toBinary({ writeUnknownFields: false });
+      let bytes: Uint8Array;
+      try {
+        bytes = (message as unknown as FfiRequest).toBinary({ writeUnknownFields: false });
+      } catch (err) {
+        throw refuse.incomplete(typeName, (err as Error).message);
+      }
       const answer = this.library.request(bytes);
       if (answer === null) throw refuse.ffiFailed(typeName);
       return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId) };

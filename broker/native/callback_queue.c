@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -109,6 +110,15 @@ void lkq_callback(const uint8_t *data, size_t len) {
 }
 
 void *lkq_callback_address(void) { return (void *)&lkq_callback; }
+
+// Makes the calling thread (the consumer: the broker's JS thread) SCHED_BATCH. Linux does not let a
+// woken SCHED_BATCH thread preempt the running one, so the wake-up written by a library thread in
+// lkq_callback no longer hands that thread's CPU to the event loop while it is still inside the
+// callback (measured on 2 cores: the longest callback fell from ~0.7 ms to ~0.1 ms). 0 or -errno.
+int lkq_prefer_producers(void) {
+  struct sched_param param = {0};
+  return sched_setscheduler(0, SCHED_BATCH, &param) == 0 ? 0 : -errno;
+}
 
 // Creates the wake-up pipe once; returns its read end (non-blocking), or -errno.
 int lkq_open(void) {

@@ -27,13 +27,16 @@ export class EventPump {
     private readonly onEvents: (events: NativeEvent[]) => void,
   ) {}
 
-  start(): void {
+  /** Returns false when the loop thread could not be made SCHED_BATCH (see lkq_prefer_producers). */
+  start(): boolean {
+    const batch = this.shim.preferProducers() === 0;
     const fd = this.shim.open();
     if (fd < 0) throw new Error(`native queue: creating its wake-up pipe failed (errno ${-fd})`);
     this.wakeups = new net.Socket({ fd, readable: true, writable: false });
     this.wakeups.on('data', () => this.drainNow());
     this.wakeups.unref();
     this.drainNow();
+    return batch;
   }
 
   stop(): void {

@@ -22,6 +22,7 @@ export class NativeShim {
   readonly open: () => number;
   readonly drain: (out: Buffer, cap: number, maxEvents: number, count: Uint32Array) => number | bigint;
   readonly arm: () => void;
+  readonly preferProducers: () => number;
   private readonly statsFn: (out: BigUint64Array) => void;
   private readonly allocCopyFn: (src: Uint8Array, len: number) => number | bigint;
   private readonly freeFn: (address: bigint) => void;
@@ -36,6 +37,7 @@ export class NativeShim {
     this.open = lib.func('int lkq_open(void)');
     this.drain = lib.func('int64_t lkq_drain(uint8_t *out, size_t cap, uint32_t max_events, uint32_t *count)');
     this.arm = lib.func('void lkq_arm(void)');
+    this.preferProducers = lib.func('int lkq_prefer_producers(void)');
     this.statsFn = lib.func('void lkq_stats(uint64_t *out)');
     this.allocCopyFn = lib.func('uint64_t lkq_alloc_copy(const uint8_t *src, size_t len)');
     this.freeFn = lib.func('void lkq_free(uint64_t address)');

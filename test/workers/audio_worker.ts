@@ -1,0 +1,150 @@
+// A worker process for the tests: through the broker it creates audio sources → tracks → audio
+// streams, captures a signal that names its stream into each source at real-time pace, and checks
+// what comes back. Prints JSON lines: {"ready":…} after set-up, {"progress":…} each second, and
+// {"report":…} at the end (or runs until killed with --seconds 0).
+//
+// The signal: sample n of stream `id` is id*1000 + (n mod 1000) + 1, never 0, so inserted silence
+// (zeros) is told apart, and a frame of another stream is caught by its id.
+import { AudioSourceType, AudioStreamType, NewAudioSourceRequest, NewAudioStreamRequest, CaptureAudioFrameRequest, AudioFrameBufferInfo } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
+import { CreateAudioTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
+import { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
+import { BrokerClient } from '../../client/broker_client.js';
+import { audioBuffer, audioSamples } from '../../client/media.js';
+
+const args = new Map<string, string>();
+for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1]!);
+const address = args.get('address')!;
+const streams = Number(args.get('streams') ?? 2);
+const firstId = Number(args.get('first-id') ?? 1);
+const seconds = Number(args.get('seconds') ?? 2);
+
+const SAMPLE_RATE = 48000;
+const FRAME = 480; // 10 ms
+
+interface StreamState {
+  id: number;
+  source: bigint;
+  track: bigint;
+  stream: bigint;
+  captured: number; // samples sent
+  frames: number;
+  samples: number; // non-silent samples received
+  silent: number;
+  expectNext: number; // next (n mod 1000) expected
+  outOfOrder: number;
+  foreign: number;
+}
+
+const out = (o: unknown) => process.stdout.write(JSON.stringify(o, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n');
+
+async function main(): Promise<void> {
+  const client = await BrokerClient.connect(address, { clientName: 'audio-worker' });
+  const states: StreamState[] = [];
+  const byStream = new Map<bigint, StreamState>();
+  const answeredAsync = new Set<bigint>();
+  let lastSeq = 0n;
+  let seqViolations = 0;
+  let callbacksBeforeResponse = 0;
+  let foreignEvents = 0;
+  let callbacks = 0;
+
+  client.on('event', ({ seq, event, buffers }) => {
+    if (seq <= lastSeq) seqViolations++;
+    lastSeq = seq;
+    const m = event.message;
+    if (m.case === 'captureAudioFrame') {
+      callbacks++;
+      if (!answeredAsync.has(m.value.asyncId!)) callbacksBeforeResponse++;
+      return;
+    }
+    if (m.case !== 'audioStreamEvent') return;
+    const st = byStream.get(m.value.streamHandle!);
+    if (st === undefined) {
+      foreignEvents++;
+      return;
+    }
+    if (m.value.message.case !== 'frameReceived') return;
+    const info = m.value.message.value.frame!.info!;
+    const samples = audioSamples(buffers, info);
+    st.frames++;
+    for (const s of samples) {
+      if (s === 0) {
+        st.silent++;
+        continue;
+      }
+      const id = Math.floor((s - 1) / 1000);
+      if (id !== st.id) {
+        st.foreign++;
+        continue;
+      }
+      const phase = (s - 1) % 1000;
+      if (phase !== st.expectNext) st.outOfOrder++;
+      st.expectNext = (phase + 1) % 1000;
+      st.samples++;
+    }
+  });
+
+  const call = async (message: FfiRequest['message']) => (await client.request(new FfiRequest({ message }))).response.message;
+  for (let i = 0; i < streams; i++) {
+    const src = await call({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: SAMPLE_RATE, numChannels: 1, queueSizeMs: 1000 }) });
+    if (src.case !== 'newAudioSource') throw new Error('no source');
+    const source = src.value.source!.handle!.id!;
+    const trk = await call({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: `t${i}`, sourceHandle: source }) });
+    if (trk.case !== 'createAudioTrack') throw new Error('no track');
+    const track = trk.value.track!.handle!.id!;
+    const str = await call({ case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: track, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: SAMPLE_RATE, numChannels: 1 }) });
+    if (str.case !== 'newAudioStream') throw new Error('no stream');
+    const stream = str.value.stream!.handle!.id!;
+    const st: StreamState = { id: firstId + i, source, track, stream, captured: 0, frames: 0, samples: 0, silent: 0, expectNext: 0, outOfOrder: 0, foreign: 0 };
+    states.push(st);
+    byStream.set(stream, st);
+  }
+  out({ ready: { pid: process.pid, sessionId: client.sessionId, handles: states.flatMap((s) => [s.source, s.track, s.stream]) } });
+
+  const capture = async (st: StreamState) => {
+    const samples = new Int16Array(FRAME);
+    for (let n = 0; n < FRAME; n++) samples[n] = st.id * 1000 + ((st.captured + n) % 1000) + 1;
+    st.captured += FRAME;
+    const [ptr, bytes] = audioBuffer(samples);
+    const info = new AudioFrameBufferInfo({ dataPtr: ptr, numChannels: 1, sampleRate: SAMPLE_RATE, samplesPerChannel: FRAME });
+    const { response } = await client.request(new FfiRequest({ message: { case: 'captureAudioFrame', value: new CaptureAudioFrameRequest({ sourceHandle: st.source, buffer: info }) } }), [[ptr, bytes]]);
+    if (response.message.case === 'captureAudioFrame') answeredAsync.add(response.message.value.asyncId!);
+  };
+
+  const started = Date.now();
+  let sent = 0;
+  let lastProgress = started;
+  await new Promise<void>((resolve, reject) => {
+    const tick = () => {
+      const elapsed = Date.now() - started;
+      if (seconds > 0 && elapsed >= seconds * 1000) return resolve();
+      const due = Math.floor(elapsed / 10) + 1;
+      const pending: Promise<void>[] = [];
+      for (; sent < due; sent++) for (const st of states) pending.push(capture(st));
+      Promise.all(pending).catch(reject);
+      if (Date.now() - lastProgress >= 1000) {
+        lastProgress = Date.now();
+        out({ progress: { frames: states.reduce((a, s) => a + s.frames, 0) } });
+      }
+      setTimeout(tick, 5);
+    };
+    tick();
+  });
+  // Let the last captured frames through the source's queue.
+  await new Promise((r) => setTimeout(r, 300));
+  out({
+    report: {
+      streams: states.map(({ id, frames, samples, silent, outOfOrder, foreign, captured }) => ({ id, frames, samples, silent, outOfOrder, foreign, captured })),
+      seqViolations,
+      callbacksBeforeResponse,
+      callbacks,
+      foreignEvents,
+    },
+  });
+  await client.close();
+}
+
+main().catch((err) => {
+  out({ error: String(err?.stack ?? err) });
+  process.exit(1);
+});
