@@ -1,0 +1,516 @@
+// A worker's side of one broker Session: FfiRequests go out as encoded bytes, FfiResponses and
+// FfiEvents come back decoded. Uses only the generated schema classes, so a worker that talks to
+// the broker never loads liblivekit_ffi (never import the @livekit/rtc-ffi-bindings package root).
+import { EventEmitter } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import { create } from '@bufbuild/protobuf';
+import { FfiEvent, FfiRequest, FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
+import {
+  BufferSchema,
+  ClientMessageSchema,
+  DropHandlesSchema,
+  Error_Code,
+  HelloSchema,
+  InfoRequestSchema,
+  RequestSchema,
+  type Buffer as ContractBuffer,
+  type ClientMessage,
+  type EventBatch,
+  type InfoResponse,
+  type Notice,
+  type Response,
+  type ServerMessage,
+  type Welcome,
+} from '../proto/gen/ffi_broker_pb.js';
+import { FfiBrokerService } from '../proto/service.js';
+import { DEFAULT_ADDRESS, parseAddress } from './address.js';
+import { BrokerError } from './broker_error.js';
+
+/** Env var naming the broker address when none is passed. */
+export const ADDRESS_ENV = 'LIVEKIT_FFI_BROKER';
+
+const MiB = 1024 * 1024;
+
+/** Channel options of every client channel: video frames and batched events exceed gRPC's 4 MiB default. */
+export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.max_receive_message_length': 64 * MiB,
+  'grpc.max_send_message_length': 64 * MiB,
+};
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_INFO_TIMEOUT_MS = 10_000;
+// How long close() waits for the broker to finish the stream before cancelling it.
+const CLOSE_GRACE_MS = 5_000;
+
+export interface ConnectOptions {
+  clientName?: string;
+  clientVersion?: string;
+  authToken?: string;
+  /** From an earlier session's Welcome, to take that session (and its handles) over. */
+  resumeToken?: string;
+  credentials?: grpc.ChannelCredentials;
+  /** Until Welcome; default 10000. */
+  connectTimeoutMs?: number;
+}
+
+export interface InfoOptions {
+  credentials?: grpc.ChannelCredentials;
+  /** Deadline of the Info call; default 10000. */
+  timeoutMs?: number;
+}
+
+/** One FfiEvent of the session, with the memory its pointer fields refer to (keyed by pointer value). */
+export interface BrokerEvent {
+  seq: bigint;
+  event: FfiEvent;
+  buffers: Map<bigint, Uint8Array>;
+}
+
+export interface RequestResult {
+  response: FfiResponse;
+  buffers: Map<bigint, Uint8Array>;
+}
+
+export type BrokerClientEvents = {
+  event: [event: BrokerEvent];
+  notice: [notice: Notice];
+  /** The session ended: undefined when it ended cleanly, else why it failed. */
+  close: [error: BrokerError | undefined];
+  /** Something the broker sent that the client could not use (e.g. an FfiEvent that does not decode). */
+  warning: [error: BrokerError];
+};
+
+type SessionCall = grpc.ClientDuplexStream<ClientMessage, ServerMessage>;
+type State = 'connecting' | 'open' | 'closing' | 'closed';
+
+interface Pending {
+  resolve(response: Response): void;
+  reject(error: BrokerError): void;
+}
+
+function resolveAddress(address: string | undefined): string {
+  if (address !== undefined && address !== '') return address;
+  const fromEnv = process.env[ADDRESS_ENV];
+  return fromEnv !== undefined && fromEnv !== '' ? fromEnv : DEFAULT_ADDRESS;
+}
+
+function toContractBuffers(buffers: Iterable<readonly [bigint, Uint8Array]> | undefined): ContractBuffer[] {
+  const out: ContractBuffer[] = [];
+  if (buffers === undefined) return out;
+  for (const [ptr, data] of buffers) out.push(create(BufferSchema, { ptr, data }));
+  return out;
+}
+
+function toBufferMap(buffers: readonly ContractBuffer[]): Map<bigint, Uint8Array> {
+  const map = new Map<bigint, Uint8Array>();
+  for (const b of buffers) map.set(b.ptr, b.data);
+  return map;
+}
+
+/**
+ * The async iterator behind events(): an unbounded queue fed by the client, so a consumer that
+ * falls behind loses nothing (the broker's own per-session limits and EventsDropped notices apply).
+ */
+class EventQueue implements AsyncIterableIterator<BrokerEvent> {
+  private items: BrokerEvent[] = [];
+  private head = 0;
+  private waiters: Array<{ resolve(r: IteratorResult<BrokerEvent>): void; reject(e: unknown): void }> = [];
+  private ended = false;
+  private error: BrokerError | undefined;
+
+  constructor(private readonly unsubscribe: () => void) {}
+
+  push(event: BrokerEvent): void {
+    if (this.ended) return;
+    const waiter = this.waiters.shift();
+    if (waiter !== undefined) waiter.resolve({ value: event, done: false });
+    else this.items.push(event);
+  }
+
+  /** The client closed: queued events are still delivered, then the error (once) or the end. */
+  end(error: BrokerError | undefined): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.error = error;
+    this.unsubscribe();
+    // Waiters exist only while the queue is empty, so they are owed the end right away.
+    for (const waiter of this.waiters.splice(0)) {
+      const err = this.takeError();
+      if (err !== undefined) waiter.reject(err);
+      else waiter.resolve({ value: undefined, done: true });
+    }
+  }
+
+  next(): Promise<IteratorResult<BrokerEvent>> {
+    if (this.head < this.items.length) {
+      const value = this.items[this.head++]!;
+      // Compact now and then instead of shift(), which is O(n) per call on long queues.
+      if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+        this.items = this.items.slice(this.head);
+        this.head = 0;
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.ended) {
+      const err = this.takeError();
+      return err !== undefined ? Promise.reject(err) : Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /** Unsubscribe (also what `break` in for-await calls). */
+  return(): Promise<IteratorResult<BrokerEvent>> {
+    this.items = [];
+    this.head = 0;
+    this.error = undefined;
+    this.end(undefined);
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<BrokerEvent> {
+    return this;
+  }
+
+  private takeError(): BrokerError | undefined {
+    const err = this.error;
+    this.error = undefined;
+    return err;
+  }
+}
+
+export class BrokerClient extends EventEmitter<BrokerClientEvents> {
+  /** The address this client connected to (as given, before parsing). */
+  readonly address: string;
+
+  private state: State = 'connecting';
+  private welcome: Welcome | undefined;
+  private nextRequestId = 1n;
+  private readonly pending = new Map<bigint, Pending>();
+  private readonly subscriptions = new Set<EventQueue>();
+  private status: grpc.StatusObject | undefined;
+  private closeError: BrokerError | undefined;
+  private connectWaiter: { resolve(): void; reject(e: BrokerError): void } | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private closeTimer: NodeJS.Timeout | undefined;
+  private resolveClosed!: () => void;
+  private readonly closed = new Promise<void>((resolve) => {
+    this.resolveClosed = resolve;
+  });
+
+  private constructor(
+    private readonly grpcClient: grpc.Client,
+    private readonly call: SessionCall,
+    address: string,
+  ) {
+    super();
+    this.address = address;
+    call.on('data', (message: ServerMessage) => this.onMessage(message));
+    // The same failure arrives as 'status'; this listener only keeps the stream from throwing it.
+    call.on('error', () => {});
+    call.on('status', (status: grpc.StatusObject) => {
+      this.status = status;
+    });
+    // 'end' comes after every message received before the status has been handled (and 'status'
+    // itself), so it is where the session is over; 'close' covers a destroyed stream.
+    call.on('end', () => this.onStreamEnd());
+    call.on('close', () => this.onStreamEnd());
+  }
+
+  /** Open a Session: send Hello, resolve on Welcome. Rejects with BrokerError on failure or timeout. */
+  static async connect(address?: string, options: ConnectOptions = {}): Promise<BrokerClient> {
+    const addr = resolveAddress(address);
+    const { target } = parseAddress(addr);
+    const grpcClient = new grpc.Client(target, options.credentials ?? grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    const call = grpcClient.makeBidiStreamRequest(
+      FfiBrokerService.session.path,
+      FfiBrokerService.session.requestSerialize,
+      FfiBrokerService.session.responseDeserialize,
+    );
+    const client = new BrokerClient(grpcClient, call, addr);
+    await client.handshake(options);
+    return client;
+  }
+
+  /** The broker's identity, versions and counters (Info RPC; needs no session). */
+  static async info(address?: string, options: InfoOptions = {}): Promise<InfoResponse> {
+    const addr = resolveAddress(address);
+    const { target } = parseAddress(addr);
+    const grpcClient = new grpc.Client(target, options.credentials ?? grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_INFO_TIMEOUT_MS);
+    return new Promise<InfoResponse>((resolve, reject) => {
+      grpcClient.makeUnaryRequest(
+        FfiBrokerService.info.path,
+        FfiBrokerService.info.requestSerialize,
+        FfiBrokerService.info.responseDeserialize,
+        create(InfoRequestSchema),
+        { deadline },
+        (err, value) => {
+          grpcClient.close();
+          if (err !== null || value === undefined) {
+            reject(BrokerError.fromGrpcError(err ?? new Error('no response'), `Info from the broker at ${addr} failed`));
+          } else {
+            resolve(value);
+          }
+        },
+      );
+    });
+  }
+
+  get sessionId(): string {
+    return this.welcome?.sessionId ?? '';
+  }
+  get resumeToken(): string {
+    return this.welcome?.resumeToken ?? '';
+  }
+  get ffiVersion(): string {
+    return this.welcome?.ffiVersion ?? '';
+  }
+  get brokerVersion(): string {
+    return this.welcome?.brokerVersion ?? '';
+  }
+  /** True when the broker took over the session named by the resume token, with its handles. */
+  get resumed(): boolean {
+    return this.welcome?.resumed ?? false;
+  }
+  /** False once close() was called or the stream ended. */
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+  /** Why the session failed; undefined while open or after a clean close. */
+  get closeReason(): BrokerError | undefined {
+    return this.closeError;
+  }
+
+  /**
+   * Send one FfiRequest (a v1 message or its encoded bytes) with the memory its pointer fields
+   * refer to, keyed by the pointer values written in the request; resolve with the decoded
+   * FfiResponse and the memory the response's pointers refer to.
+   */
+  async request(
+    req: FfiRequest | Uint8Array,
+    buffers?: Iterable<readonly [bigint, Uint8Array]> | ReadonlyMap<bigint, Uint8Array>,
+  ): Promise<RequestResult> {
+    const ffiRequest = req instanceof Uint8Array ? req : req.toBinary();
+    const contractBuffers = toContractBuffers(buffers);
+    const reply = await this.exchange((requestId) => ({
+      case: 'request',
+      value: create(RequestSchema, { requestId, ffiRequest, buffers: contractBuffers }),
+    }));
+    if (reply.error !== undefined) throw BrokerError.fromContract(reply.error);
+    let response: FfiResponse;
+    try {
+      response = FfiResponse.fromBinary(reply.ffiResponse);
+    } catch (err) {
+      throw new BrokerError(Error_Code.CODE_UNSPECIFIED, `the broker's FfiResponse does not decode: ${String(err)}`, {
+        cause: err,
+      });
+    }
+    return { response, buffers: toBufferMap(reply.buffers) };
+  }
+
+  /**
+   * Release handles this session owns; resolves once the broker has dropped them, rejects with
+   * PERMISSION_DENIED if it refused any (handles of other sessions). Needs a broker that answers
+   * DropHandles.request_id (this project's broker does).
+   */
+  async dropHandles(handles: Iterable<bigint>): Promise<void> {
+    const list = [...handles];
+    if (list.length === 0) return;
+    const reply = await this.exchange((requestId) => ({
+      case: 'dropHandles',
+      value: create(DropHandlesSchema, { handles: list, requestId }),
+    }));
+    if (reply.error !== undefined) throw BrokerError.fromContract(reply.error);
+  }
+
+  /**
+   * Every event from now on, in order. Each iterator has its own queue; `return()` (or `break` in
+   * for-await) unsubscribes. It ends when the client closes: cleanly, or by throwing the failure.
+   */
+  events(): AsyncIterableIterator<BrokerEvent> {
+    const queue: EventQueue = new EventQueue(() => this.subscriptions.delete(queue));
+    if (this.state === 'open' || this.state === 'connecting') this.subscriptions.add(queue);
+    else queue.end(this.closeError);
+    return queue;
+  }
+
+  /**
+   * End the session (half-close; the broker then finishes the stream). Pending requests reject
+   * with UNAVAILABLE "session closed", iterators end. Resolves when the stream has closed.
+   */
+  close(): Promise<void> {
+    if (this.state !== 'open') return this.closed;
+    this.state = 'closing';
+    this.rejectPending(new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
+    this.endSubscriptions(undefined);
+    this.call.end();
+    // A broker that never finishes the stream must not keep close() (and the process) waiting.
+    this.closeTimer = setTimeout(() => this.call.cancel(), CLOSE_GRACE_MS);
+    return this.closed;
+  }
+
+  private handshake(options: ConnectOptions): Promise<void> {
+    const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    return new Promise<void>((resolve, reject) => {
+      this.connectWaiter = { resolve, reject };
+      this.connectTimer = setTimeout(() => {
+        this.finish(new BrokerError(Error_Code.UNAVAILABLE, `no Welcome from the broker at ${this.address} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.send({
+        case: 'hello',
+        value: create(HelloSchema, {
+          clientName: options.clientName ?? 'node-worker',
+          clientVersion: options.clientVersion ?? '',
+          pid: process.pid,
+          resumeToken: options.resumeToken ?? '',
+          authToken: options.authToken ?? '',
+        }),
+      });
+    });
+  }
+
+  private exchange(build: (requestId: bigint) => ClientMessage['message']): Promise<Response> {
+    if (this.state !== 'open') {
+      return Promise.reject(this.closeError ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
+    }
+    const requestId = this.nextRequestId++;
+    return new Promise<Response>((resolve, reject) => {
+      this.pending.set(requestId, { resolve, reject });
+      this.send(build(requestId));
+    });
+  }
+
+  private send(message: ClientMessage['message']): void {
+    this.call.write(create(ClientMessageSchema, { message }));
+  }
+
+  private onMessage(message: ServerMessage): void {
+    const body = message.message;
+    if (this.state === 'connecting') {
+      if (body.case !== 'welcome') {
+        this.finish(new BrokerError(Error_Code.UNAVAILABLE, `the broker sent ${body.case ?? 'an empty message'} before Welcome`));
+        return;
+      }
+      this.welcome = body.value;
+      this.state = 'open';
+      clearTimeout(this.connectTimer);
+      this.connectWaiter?.resolve();
+      this.connectWaiter = undefined;
+      this.yieldToAwaiters();
+      return;
+    }
+    switch (body.case) {
+      case 'response':
+        this.onResponse(body.value);
+        break;
+      case 'events':
+        this.onEvents(body.value);
+        break;
+      case 'notice':
+        if (this.state === 'open') this.emit('notice', body.value);
+        break;
+      default:
+        // A second Welcome, or a message kind newer than this client: nothing to do with it.
+        break;
+    }
+  }
+
+  private onResponse(response: Response): void {
+    const pending = this.pending.get(response.requestId);
+    // None after close() rejected it, or for an id this client never sent.
+    if (pending === undefined) return;
+    this.pending.delete(response.requestId);
+    pending.resolve(response);
+    this.yieldToAwaiters();
+  }
+
+  /**
+   * The broker writes a Response before any Event about what it returned, and both may arrive in
+   * one read. Holding further messages until the awaiting code has run (its continuation is a
+   * microtask; setImmediate comes after them) lets `await request(); on('event', ...)` see them.
+   */
+  private yieldToAwaiters(): void {
+    if (this.call.isPaused()) return;
+    this.call.pause();
+    setImmediate(() => this.call.resume());
+  }
+
+  private onEvents(batch: EventBatch): void {
+    if (this.state !== 'open') return;
+    for (const item of batch.events) {
+      let event: FfiEvent;
+      try {
+        event = FfiEvent.fromBinary(item.ffiEvent);
+      } catch (err) {
+        this.emit(
+          'warning',
+          new BrokerError(Error_Code.CODE_UNSPECIFIED, `event seq ${item.seq}: FfiEvent does not decode: ${String(err)}`, {
+            cause: err,
+          }),
+        );
+        continue;
+      }
+      const delivered: BrokerEvent = { seq: item.seq, event, buffers: toBufferMap(item.buffers) };
+      this.emit('event', delivered);
+      for (const queue of this.subscriptions) queue.push(delivered);
+      // A listener may have closed the client.
+      if (this.state !== 'open') return;
+    }
+  }
+
+  private onStreamEnd(): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'closing') {
+      this.finish(undefined);
+      return;
+    }
+    const status = this.status;
+    if (status === undefined) {
+      this.finish(new BrokerError(Error_Code.UNAVAILABLE, `session stream to ${this.address} closed without a status`));
+    } else if (status.code !== grpc.status.OK) {
+      const context =
+        this.state === 'connecting'
+          ? `could not open a session with the broker at ${this.address}`
+          : `session with the broker at ${this.address} failed`;
+      this.finish(BrokerError.fromGrpcStatus(status, context));
+    } else if (this.state === 'connecting') {
+      this.finish(new BrokerError(Error_Code.UNAVAILABLE, `the broker at ${this.address} ended the session before Welcome`));
+    } else {
+      // The broker finished the stream with OK (e.g. after ShuttingDown): a clean end.
+      this.finish(undefined, new BrokerError(Error_Code.UNAVAILABLE, 'session ended by the broker'));
+    }
+  }
+
+  private finish(error: BrokerError | undefined, pendingError?: BrokerError): void {
+    if (this.state === 'closed') return;
+    const wasConnecting = this.state === 'connecting';
+    this.state = 'closed';
+    this.closeError = error;
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.closeTimer);
+    this.rejectPending(error ?? pendingError ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
+    this.endSubscriptions(error);
+    // Not finished by the broker (timeout, protocol error): tear the call down ourselves.
+    if (this.status === undefined) this.call.cancel();
+    this.grpcClient.close();
+    this.resolveClosed();
+    if (wasConnecting) {
+      this.connectWaiter?.reject(error ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed before Welcome'));
+      this.connectWaiter = undefined;
+    } else {
+      this.emit('close', error);
+    }
+  }
+
+  private rejectPending(error: BrokerError): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(error);
+  }
+
+  private endSubscriptions(error: BrokerError | undefined): void {
+    const all = [...this.subscriptions];
+    this.subscriptions.clear();
+    for (const q of all) q.end(error);
+  }
+}
