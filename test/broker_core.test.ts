@@ -28,6 +28,7 @@ interface WorkerReport {
   callbacksBeforeResponse: number;
   callbacks: number;
   foreignEvents: number;
+  logsEvents: number;
 }
 interface Ready {
   pid: number;
@@ -67,6 +68,18 @@ describe('broker core with the real liblivekit_ffi', () => {
       assert.equal(report.callbacksBeforeResponse, 0, 'a callback arrived before the response carrying its async_id');
     }
     await waitFor(async () => (await broker.info()).ownedHandles === 0n, 2000, 'all handles released after the workers closed');
+  });
+
+  test("the library's log records become broker log records, with target and location, and reach no session", async () => {
+    const record = broker.logs.find((r) => r.component === 'livekit_ffi' && typeof r.target === 'string' && String(r.msg).includes('initializing ffi server'));
+    assert.ok(record, 'a livekit_ffi log record in the broker log');
+    assert.equal(record.level, 20, 'LOG_DEBUG maps to pino debug');
+    assert.equal(typeof record.file, 'string');
+    assert.equal(typeof record.line, 'number');
+    const worker = audioWorker(broker, 11, 1);
+    const report = await worker.next<WorkerReport>('report');
+    assert.equal(report.logsEvents, 0, 'FfiEvent.logs delivered to a session');
+    await worker.exited;
   });
 
   test("a session naming another session's handles gets PERMISSION_DENIED and the owner is unaffected", async () => {
@@ -175,6 +188,22 @@ describe('native callback queue under load (C stress library with the same ABI)'
       assert.ok(report.callback_ns.max < 1_000_000, `longest callback ${report.callback_ns.max} ns`);
     } finally {
       await client.close();
+      await broker.stop();
+    }
+  });
+
+  test('a panic of the library is logged as fatal and sent to every session as a Notice', async () => {
+    const broker = await startBroker(['--ffi-lib', path.join(nativeBuildDir, 'libstress_ffi.so')]);
+    const clients = [await BrokerClient.connect(broker.address), await BrokerClient.connect(broker.address)];
+    try {
+      const notices = clients.map((c) => new Promise<string>((resolve) => c.on('notice', (n) => n.notice.case === 'ffiPanic' && resolve(n.notice.value.message))));
+      // The stress library panics on a request that asks for no threads, and answers nothing.
+      const failed = clients[0]!.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 0, sampleRate: 1, queueSizeMs: 0 }) } }));
+      await assert.rejects(failed, (err) => err instanceof BrokerError && err.code === Error_Code.FFI_ERROR);
+      for (const message of await Promise.all(notices)) assert.match(message, /simulated panic/);
+      await waitFor(() => broker.logs.some((r) => r.level === 60 && String(r.panic).includes('simulated panic')), 2000, 'a fatal log record of the panic');
+    } finally {
+      for (const c of clients) await c.close();
       await broker.stop();
     }
   });

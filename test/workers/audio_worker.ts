@@ -47,11 +47,13 @@ async function main(): Promise<void> {
   let callbacksBeforeResponse = 0;
   let foreignEvents = 0;
   let callbacks = 0;
+  let logsEvents = 0;
 
   client.on('event', ({ seq, event, buffers }) => {
     if (seq <= lastSeq) seqViolations++;
     lastSeq = seq;
     const m = event.message;
+    if (m.case === 'logs') logsEvents++;
     if (m.case === 'captureAudioFrame') {
       callbacks++;
       if (!answeredAsync.has(m.value.asyncId!)) callbacksBeforeResponse++;
@@ -139,6 +141,7 @@ async function main(): Promise<void> {
       callbacksBeforeResponse,
       callbacks,
       foreignEvents,
+      logsEvents,
     },
   });
   await client.close();
