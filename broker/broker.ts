@@ -62,12 +62,22 @@ export class Broker {
   /** The Session RPC: hello first, then requests and drops until the stream ends. */
   openSession(call: SessionCall): void {
     let session: Session | undefined;
+    // Set once the stream is over: messages the client sent before it learnt that are ignored,
+    // so a failed stream never starts a session or overwrites the status it ended with.
+    let over = false;
+    const end = () => {
+      over = true;
+      if (session !== undefined) this.endSession(session);
+      session = undefined;
+    };
     const failSession = (failure: SessionFailure) => {
       this.log.warn({ session: session?.id, reason: failure.message }, 'session ended by a protocol error');
+      end();
       // grpc-js ends a server stream with the status of an emitted error.
       call.emit('error', { code: failure.status, details: failure.message });
     };
     call.on('data', (message: ClientMessage) => {
+      if (over) return;
       try {
         if (session === undefined) {
           if (message.message.case !== 'hello') throw fail.helloFirst();
@@ -82,13 +92,10 @@ export class Broker {
         failSession(fail.internal((err as Error).message));
       }
     });
-    const end = () => {
-      if (session !== undefined) this.endSession(session);
-      session = undefined;
-    };
     call.on('end', () => {
+      const failed = over;
       end();
-      call.end();
+      if (!failed) call.end();
     });
     call.on('cancelled', end);
     call.on('error', end);
