@@ -84,6 +84,15 @@ export const ROOT_TYPES = [FfiRequest, FfiResponse, FfiEvent] as unknown as Sche
 for (const root of ROOT_TYPES) planOf(root);
 computeRelevance();
 
+/** Every message type reachable from the roots, by full name. */
+export function typeByName(typeName: string): SchemaType | undefined {
+  return plans.get(typeName)?.type;
+}
+
+export function allPlans(): Iterable<TypePlan> {
+  return plans.values();
+}
+
 export function fieldValue(message: SchemaMessage, field: SchemaField): unknown {
   if (field.oneof !== undefined) {
     const slot = message[field.oneof.localName] as { case?: string; value?: unknown } | undefined;

@@ -25,25 +25,39 @@ export class OutputMemory<O extends Owner> {
    * without an owner (an event nobody owns) every handle is dropped instead. Returns the buffers.
    */
   take(value: SchemaMessage, owner: O | undefined): WireBuffer[] {
-    const buffers: WireBuffer[] = [];
+    const ranges: { ptr: bigint; end: bigint }[] = [];
     const drops: bigint[] = [];
     walk(value, {
       pointer: (holder, field, address) => {
         const typeName = holder.getType().typeName;
         const entry = pointerField(typeName, field.name);
-        if (entry?.output !== true) {
+        if (entry?.output !== 'copy-out') {
           this.warnOnce(`${typeName}.${field.name}`);
           return;
         }
-        if (owner === undefined || address === 0n) return;
-        buffers.push(create(BufferSchema, { ptr: address, data: this.shim.copyOut(address, entry.size(holder)) }));
+        const size = entry.size(holder);
+        if (owner !== undefined && address !== 0n && size > 0) ranges.push({ ptr: address, end: address + BigInt(size) });
       },
       ownedHandle: (id, container) => {
         if (owner === undefined || (container !== undefined && MEMORY_HANDLE_TYPES.has(container.getType().typeName))) drops.push(id);
         else this.registry.own(owner, id);
       },
     });
-    // After the walk: the copies above read memory these handles keep alive.
+    // One Buffer per contiguous region: a video frame's planes point inside the frame's Buffer.
+    ranges.sort((a, b) => (a.ptr < b.ptr ? -1 : a.ptr > b.ptr ? 1 : 0));
+    const buffers: WireBuffer[] = [];
+    let current: { ptr: bigint; end: bigint } | undefined;
+    const flush = () => current && buffers.push(create(BufferSchema, { ptr: current.ptr, data: this.shim.copyOut(current.ptr, Number(current.end - current.ptr)) }));
+    for (const range of ranges) {
+      if (current !== undefined && range.ptr <= current.end) {
+        if (range.end > current.end) current.end = range.end;
+        continue;
+      }
+      flush();
+      current = { ...range };
+    }
+    flush();
+    // After copying: these handles keep the memory just read alive.
     for (const id of drops) this.library.dropHandle(id);
     return buffers;
   }

@@ -1,49 +1,83 @@
-// The table of pointer fields the broker carries across the process boundary: which message and
-// field holds the address, how many bytes it covers (computed from the message itself), and what
-// each direction does with the memory. A pointer field not listed here is never sent to the
-// library: requests that could carry one are refused (see request_kinds.ts).
-import type { SchemaMessage } from './livekit_schema.js';
+// The table of pointer fields (proto/pointer_fields.json, shared with the clients) compiled for the
+// broker: per message type and field, a function giving the bytes the pointer covers, and what
+// each direction does with the memory. A pointer field not in the table is never sent to the
+// library: requests that could carry one are refused (request_kinds.ts).
+import fs from 'node:fs';
+import path from 'node:path';
+import { typeByName, type SchemaMessage, type SchemaType } from './livekit_schema.js';
+import { packageRoot } from './paths.js';
+import { videoFrameBytes } from './video_layout.js';
 
-export interface PointerField {
-  /** Full protobuf type name of the message holding the pointer. */
-  typeName: string;
+export const POINTER_TABLE_PATH = path.join(packageRoot, 'proto', 'pointer_fields.json');
+
+type SizeRule = { product: string[]; times: number } | { field: string } | { video: 'frame' };
+
+interface TableEntry {
+  message: string;
   field: string;
-  /** Bytes the pointer covers, from the fields of the message that holds it. */
-  size(holder: SchemaMessage): number;
-  /**
-   * In a request: the worker sends the bytes as a Buffer keyed by its pointer value; the broker
-   * copies them to native memory it owns, rewrites the field, and frees the copy when the call
-   * returns (the library copies the data during the call).
-   */
-  request: boolean;
-  /**
-   * In a response or event: the broker copies the bytes into a Buffer keyed by the pointer value,
-   * and, when the memory belongs to a handle listed in MEMORY_HANDLE_TYPES, drops that handle.
-   */
-  output: boolean;
+  size: SizeRule;
+  request?: 'copy-in' | 'in-out';
+  output?: 'copy-out';
+  lifetime: string;
 }
 
-const u32 = (holder: SchemaMessage, field: string): number => Number(holder[field] ?? 0);
+interface PointerTable {
+  fields: TableEntry[];
+  memory_handles: { types: string[] };
+}
 
-export const POINTER_FIELDS: readonly PointerField[] = [
-  {
-    typeName: 'livekit.proto.AudioFrameBufferInfo',
-    field: 'data_ptr',
-    // Interleaved signed 16-bit PCM.
-    size: (info) => u32(info, 'samplesPerChannel') * u32(info, 'numChannels') * 2,
-    request: true,
-    output: true,
-  },
-];
+export interface PointerField {
+  typeName: string;
+  field: string;
+  /** Bytes the pointer covers, from the message holding it. */
+  size(holder: SchemaMessage): number;
+  request: 'copy-in' | 'in-out' | undefined;
+  output: 'copy-out' | undefined;
+}
 
-/**
- * Owned* messages whose handle exists only to keep the memory behind their pointers alive: once
- * the bytes are copied the broker drops the handle itself, and the worker never owns it.
- */
-export const MEMORY_HANDLE_TYPES: ReadonlySet<string> = new Set(['livekit.proto.OwnedAudioFrameBuffer']);
+function localName(type: SchemaType, protoName: string): string {
+  const field = type.fields.list().find((f) => f.name === protoName);
+  if (field === undefined) throw new Error(`${POINTER_TABLE_PATH}: ${type.typeName} has no field ${protoName}`);
+  return field.localName;
+}
 
-const byKey = new Map(POINTER_FIELDS.map((p) => [`${p.typeName}.${p.field}`, p]));
+function compileSize(type: SchemaType, rule: SizeRule): (holder: SchemaMessage) => number {
+  if ('video' in rule) return videoFrameBytes;
+  if ('field' in rule) {
+    const name = localName(type, rule.field);
+    return (holder) => Number(holder[name] ?? 0);
+  }
+  const names = rule.product.map((f) => localName(type, f));
+  return (holder) => names.reduce((acc, name) => acc * Number(holder[name] ?? 0), rule.times);
+}
+
+function load(): { fields: Map<string, PointerField>; memoryHandles: Set<string> } {
+  const table = JSON.parse(fs.readFileSync(POINTER_TABLE_PATH, 'utf8')) as PointerTable;
+  const fields = new Map<string, PointerField>();
+  for (const entry of table.fields) {
+    const type = typeByName(entry.message);
+    if (type === undefined) throw new Error(`${POINTER_TABLE_PATH}: ${entry.message} is not in the pinned schema`);
+    localName(type, entry.field);
+    fields.set(`${entry.message}.${entry.field}`, {
+      typeName: entry.message,
+      field: entry.field,
+      size: compileSize(type, entry.size),
+      request: entry.request,
+      output: entry.output,
+    });
+  }
+  return { fields, memoryHandles: new Set(table.memory_handles.types) };
+}
+
+const table = load();
+
+/** Owned* messages whose handle exists only to keep the memory behind their pointers alive. */
+export const MEMORY_HANDLE_TYPES: ReadonlySet<string> = table.memoryHandles;
 
 export function pointerField(typeName: string, field: string): PointerField | undefined {
-  return byKey.get(`${typeName}.${field}`);
+  return table.fields.get(`${typeName}.${field}`);
+}
+
+export function allPointerFields(): Iterable<PointerField> {
+  return table.fields.values();
 }

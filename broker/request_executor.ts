@@ -3,9 +3,9 @@
 // its answer into a contract Response. Running synchronously here is what orders a Response
 // before any event that carries what it returned: the native queue is drained only afterwards.
 import { create } from '@bufbuild/protobuf';
-import { ResponseSchema, type Request, type Response } from '../proto/gen/ffi_broker_pb.js';
+import { ResponseSchema, type Buffer as WireBuffer, type Request, type Response } from '../proto/gen/ffi_broker_pb.js';
 import { FfiRequest, FfiResponse, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
-import { pointerField } from './pointer_fields.js';
+import { RequestMemory } from './request_memory.js';
 import { kindVerdict } from './request_kinds.js';
 import { Refusal, refuse } from './errors.js';
 import type { HandleRegistry, Owner } from './handle_registry.js';
@@ -30,7 +30,7 @@ export class RequestExecutor<O extends Owner> {
 
   execute(owner: O, request: Request): ExecutedRequest {
     let typeName = 'unknown';
-    const allocations: bigint[] = [];
+    const memory = new RequestMemory(this.shim, request.buffers, this.maxBufferBytes);
     try {
       let message: SchemaMessage;
       try {
@@ -44,7 +44,6 @@ export class RequestExecutor<O extends Owner> {
       const verdict = kindVerdict(chosen.kind, typeName);
       if (verdict !== null) throw verdict;
 
-      const buffers = new Map(request.buffers.map((b) => [b.ptr, b.data]));
       let clientAsyncId: bigint | undefined;
       walk(chosen.value, {
         handleRef: (holder, field, handle) => {
@@ -55,18 +54,7 @@ export class RequestExecutor<O extends Owner> {
           clientAsyncId = id;
           setFieldValue(holder, field, this.registry.substituteAsyncId());
         },
-        pointer: (holder, field, ptr) => {
-          const holderType = holder.getType().typeName.replace('livekit.proto.', '');
-          const entry = pointerField(holder.getType().typeName, field.name)!; // kindVerdict vouched for it
-          const need = entry.size(holder);
-          if (need > this.maxBufferBytes) throw refuse.oversizedBuffer(holderType, field.name, need, this.maxBufferBytes);
-          const data = buffers.get(ptr);
-          if (data === undefined) throw refuse.missingBuffer(holderType, field.name, ptr);
-          if (data.length < need) throw refuse.shortBuffer(holderType, field.name, ptr, need, data.length);
-          const address = this.shim.allocCopy(data.subarray(0, need));
-          allocations.push(address);
-          setFieldValue(holder, field, address);
-        },
+        pointer: (holder, field, ptr) => memory.bind(holder, field, ptr),
       });
 
       // Re-encoded, not forwarded: the library sees exactly what was checked, unknown fields dropped.
@@ -78,16 +66,16 @@ export class RequestExecutor<O extends Owner> {
       }
       const answer = this.library.request(bytes);
       if (answer === null) throw refuse.ffiFailed(typeName);
-      return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId) };
+      return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId, memory.written()) };
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
       return { typeName, response: create(ResponseSchema, { requestId: request.requestId, error: { code: err.code, message: err.message } }) };
     } finally {
-      for (const address of allocations) this.shim.free(address);
+      memory.release();
     }
   }
 
-  private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined): Response {
+  private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined, written: WireBuffer[]): Response {
     const message = FfiResponse.fromBinary(bytes) as unknown as SchemaMessage;
     const chosen = selected(message);
     let rewritten = false;
@@ -102,7 +90,7 @@ export class RequestExecutor<O extends Owner> {
         },
       });
     }
-    const buffers = chosen === undefined ? [] : this.output.take(chosen.value, owner);
+    const buffers = chosen === undefined ? written : [...written, ...this.output.take(chosen.value, owner)];
     const ffiResponse = rewritten ? (message as unknown as FfiResponse).toBinary() : bytes;
     return create(ResponseSchema, { requestId, ffiResponse, buffers });
   }

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import {
-  ApmProcessStreamRequest,
+  ApmProcessStreamRequest, NewApmRequest, NewApmResponse,
   AudioFrameBufferInfo,
   AudioSourceType,
   AudioStreamType,
@@ -313,23 +313,28 @@ describe('bad input: a clear error for the sender, nothing for anyone else', () 
     }
   });
 
-  test('6. pointer fields the broker does not carry: INVALID_REQUEST naming the field; DisposeRequest: PERMISSION_DENIED', async () => {
+  test('6. pointer memory sent short: INVALID_REQUEST naming the field; an unowned handle is refused first; DisposeRequest: PERMISSION_DENIED', async () => {
     const [ptr, bytes] = dataBuffer(new TextEncoder().encode('hello'));
     await expectRefusal(
       client.request(
         ffi({ case: 'publishData', value: new PublishDataRequest({ localParticipantHandle: UNKNOWN_HANDLE, dataPtr: ptr, dataLen: BigInt(bytes.length), reliable: true }) }),
         [[ptr, bytes]],
       ),
-      Error_Code.INVALID_REQUEST,
-      /PublishDataRequest carries the pointer field PublishDataRequest\.data_ptr.*not sent to the library/,
+      Error_Code.PERMISSION_DENIED,
+      /PublishDataRequest\.local_participant_handle = \d+ names a handle this session does not own/,
     );
-    await expectRefusal(
-      client.request(ffi({ case: 'apmProcessStream', value: new ApmProcessStreamRequest({ apmHandle: UNKNOWN_HANDLE, dataPtr: ptr, size: bytes.length, sampleRate: 48000, numChannels: 1 }) }), [
-        [ptr, bytes],
-      ]),
-      Error_Code.INVALID_REQUEST,
-      /ApmProcessStreamRequest carries the pointer field ApmProcessStreamRequest\.data_ptr/,
-    );
+    const created = await client.request(ffi({ case: 'newApm', value: new NewApmRequest({ echoCancellerEnabled: true, gainControllerEnabled: false, highPassFilterEnabled: false, noiseSuppressionEnabled: false }) }));
+    assert.equal(created.response.message.case, 'newApm');
+    const apm = (created.response.message.value as NewApmResponse).apm!.handle!.id!;
+    try {
+      await expectRefusal(
+        client.request(ffi({ case: 'apmProcessStream', value: new ApmProcessStreamRequest({ apmHandle: apm, dataPtr: ptr, size: 960, sampleRate: 48000, numChannels: 1 }) }), [[ptr, bytes]]),
+        Error_Code.INVALID_REQUEST,
+        /ApmProcessStreamRequest: the Buffer for data_ptr = .* has 5 bytes, the message implies 960/,
+      );
+    } finally {
+      await client.dropHandles([apm]);
+    }
     // Would tear the library down under every session.
     await expectRefusal(client.request(ffi({ case: 'dispose', value: new DisposeRequest({ async: false }) })), Error_Code.PERMISSION_DENIED, /DisposeRequest would tear down/);
     await assertServes(client);
