@@ -16,6 +16,7 @@ import {
 import { SessionFailure, fail, refuse } from './errors.js';
 import { EventRouter } from './event_router.js';
 import { HandleRegistry } from './handle_registry.js';
+import { HostPolicy, type HostPolicyOptions } from './host_policy.js';
 import { EventPump } from './native/event_pump.js';
 import { FfiLibrary, locateLibrary } from './native/ffi_library.js';
 import { NativeShim } from './native/shim.js';
@@ -24,7 +25,7 @@ import { packageVersion } from './paths.js';
 import { RequestExecutor } from './request_executor.js';
 import { Session, type SessionCall } from './session.js';
 
-export interface BrokerOptions {
+export interface BrokerOptions extends HostPolicyOptions {
   ffiLib: string | undefined;
   /** Largest gRPC message accepted from a worker, which also bounds one request's buffers. */
   maxMessageBytes: number;
@@ -50,7 +51,7 @@ export class Broker {
     const location = locateLibrary(options.ffiLib);
     this.library = new FfiLibrary(location, this.shim, this.version);
     const output = new OutputMemory<Session>(this.library, this.shim, this.registry, log);
-    this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, options.maxMessageBytes);
+    this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, new HostPolicy(options), options.maxMessageBytes);
     this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), {
       panic: (message) => this.onPanic(message),
     });

@@ -23,7 +23,7 @@ async function serve(raw: RawServeOptions): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(config.logLevel);
-  const broker = new Broker({ ffiLib: config.ffiLib, maxMessageBytes: config.maxMessageBytes }, log);
+  const broker = new Broker(config, log);
   const server = new BrokerServer(broker, { listen: config.listen, maxMessageBytes: config.maxMessageBytes, socketMode: config.socketMode }, log);
   try {
     await server.start();
@@ -78,6 +78,9 @@ program
   .option('--max-message-size <bytes>', `largest message a worker may send (default: ${DEFAULTS.maxMessageBytes})`)
   .option('--socket-mode <octal>', 'file mode of Unix sockets (default: 660)')
   .option('--shutdown-timeout <ms>', `how long SIGTERM waits for sessions to close (default: ${DEFAULTS.shutdownTimeoutMs})`)
+  .option('--allow-audio-plugins <dir>', 'let workers load audio filter plugins from inside DIR (default: refused)')
+  .option('--shared-dir <dir>', 'let workers have the library read and write files inside DIR (default: refused)')
+  .option('--allow-platform-audio', "let workers open the host's audio devices (default: refused)")
   .action((opts: RawServeOptions) => serve(opts));
 
 program

@@ -1,5 +1,7 @@
 // The daemon's settings, their defaults and their validation. Every error names the setting, what
 // was given and what is allowed, and is raised before anything starts.
+import fs from 'node:fs';
+import path from 'node:path';
 import { DEFAULT_ADDRESS, parseAddress } from '../client/address.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
@@ -10,6 +12,9 @@ export interface ServeConfig {
   maxMessageBytes: number;
   socketMode: number;
   shutdownTimeoutMs: number;
+  audioPluginDir: string | undefined;
+  sharedDir: string | undefined;
+  allowPlatformAudio: boolean;
 }
 
 export const DEFAULTS: ServeConfig = {
@@ -20,6 +25,9 @@ export const DEFAULTS: ServeConfig = {
   maxMessageBytes: 64 * 1024 * 1024,
   socketMode: 0o660,
   shutdownTimeoutMs: 5000,
+  audioPluginDir: undefined,
+  sharedDir: undefined,
+  allowPlatformAudio: false,
 };
 
 export class ConfigError extends Error {
@@ -36,6 +44,21 @@ export interface RawServeOptions {
   maxMessageSize?: string;
   socketMode?: string;
   shutdownTimeout?: string;
+  allowAudioPlugins?: string;
+  sharedDir?: string;
+  allowPlatformAudio?: boolean;
+}
+
+function directory(setting: string, given: string | undefined): string | undefined {
+  if (given === undefined) return undefined;
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(given);
+  } catch {
+    throw new ConfigError(setting, given, 'an existing directory');
+  }
+  if (!stat.isDirectory()) throw new ConfigError(setting, given, 'an existing directory');
+  return path.resolve(given);
 }
 
 function positiveInt(setting: string, text: string, min: number): number {
@@ -67,5 +90,8 @@ export function resolveServeConfig(raw: RawServeOptions, env: NodeJS.ProcessEnv 
     maxMessageBytes: raw.maxMessageSize === undefined ? DEFAULTS.maxMessageBytes : positiveInt('--max-message-size', raw.maxMessageSize, 1024),
     socketMode,
     shutdownTimeoutMs: raw.shutdownTimeout === undefined ? DEFAULTS.shutdownTimeoutMs : positiveInt('--shutdown-timeout', raw.shutdownTimeout, 0),
+    audioPluginDir: directory('--allow-audio-plugins', raw.allowAudioPlugins),
+    sharedDir: directory('--shared-dir', raw.sharedDir),
+    allowPlatformAudio: raw.allowPlatformAudio === true,
   };
 }

@@ -39,6 +39,8 @@ export const refuse = {
     new Refusal(Code.PERMISSION_DENIED, `${kind}.${field} = ${handle} names a handle this session does not own; use handles returned to this session`),
   dropNotOwned: (handles: bigint[]) =>
     new Refusal(Code.PERMISSION_DENIED, `handles ${handles.join(', ')} are not owned by this session; they were not dropped (the owned ones in the same call were)`),
+  hostPolicy: (kind: string, reason: string, flag: string) =>
+    new Refusal(Code.PERMISSION_DENIED, `${kind} ${reason}; the broker allows this only when started with ${flag}`),
   dispose: () =>
     new Refusal(Code.PERMISSION_DENIED, 'DisposeRequest would tear down every session\'s rooms; close the session (or drop your handles) instead'),
   unsupportedPointer: (kind: string, field: string) =>

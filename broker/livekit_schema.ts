@@ -79,6 +79,8 @@ function computeRelevance(): void {
   }
 }
 const relevant = (type: SchemaType): boolean => relevance.get(type.typeName) ?? false;
+/** Whether walk() descends into messages of this type (it can lead to a handle, async id or pointer). */
+export const isRelevant = (typeName: string): boolean => relevance.get(typeName) ?? false;
 
 export const ROOT_TYPES = [FfiRequest, FfiResponse, FfiEvent] as unknown as SchemaType[];
 for (const root of ROOT_TYPES) planOf(root);
