@@ -1,0 +1,92 @@
+// Callbacks reach only the session that made the request, also when two sessions choose the same
+// request_async_id (the broker substitutes its own ids and maps them back).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
+import { ConnectRequest, RoomOptions } from '@livekit/rtc-ffi-bindings/proto/room_pb.js';
+import { BrokerClient, type BrokerEvent } from '../client/broker_client.js';
+import { startBroker, type BrokerProcess } from './helpers/processes.js';
+import net from 'node:net';
+
+let broker: BrokerProcess;
+let unreachable: string;
+before(async () => {
+  broker = await startBroker();
+  // A loopback port nothing listens on: connecting is refused at once.
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  unreachable = `ws://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  await new Promise((r) => server.close(r));
+});
+after(async () => {
+  await broker.stop();
+});
+
+function connect(requestAsyncId?: bigint): FfiRequest {
+  return new FfiRequest({
+    message: {
+      case: 'connect',
+      value: new ConnectRequest({ url: unreachable, token: 'not-a-token', options: new RoomOptions({ autoSubscribe: true, joinRetries: 0, connectTimeoutMs: 2000n }), requestAsyncId }),
+    },
+  });
+}
+
+function collect(client: BrokerClient): BrokerEvent[] {
+  const events: BrokerEvent[] = [];
+  client.on('event', (e) => events.push(e));
+  return events;
+}
+
+async function callbackFor(events: BrokerEvent[], asyncId: bigint): Promise<BrokerEvent> {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    const found = events.find((e) => e.event.message.case === 'connect' && e.event.message.value.asyncId === asyncId);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no ConnectCallback for async_id ${asyncId}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test('ConnectRequest to an unreachable URL: the ConnectCallback with its error reaches the requesting session only', async () => {
+  const a = await BrokerClient.connect(broker.address, { clientName: 'a' });
+  const b = await BrokerClient.connect(broker.address, { clientName: 'b' });
+  try {
+    const seenByA = collect(a);
+    const seenByB = collect(b);
+    const { response } = await a.request(connect());
+    assert.equal(response.message.case, 'connect');
+    const asyncId = response.message.value.asyncId!;
+    const callback = await callbackFor(seenByA, asyncId);
+    assert.equal(callback.event.message.case, 'connect');
+    assert.equal(callback.event.message.value.message.case, 'error', 'the callback carries the connection error');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(seenByB.map((e) => e.event.message.case), [], 'session b received nothing');
+    assert.equal(seenByA.filter((e) => e.event.message.case === 'connect').length, 1, 'exactly one callback');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('two sessions choosing the same request_async_id each get their own callback, under the id they chose', async () => {
+  const a = await BrokerClient.connect(broker.address, { clientName: 'a' });
+  const b = await BrokerClient.connect(broker.address, { clientName: 'b' });
+  try {
+    const seenByA = collect(a);
+    const seenByB = collect(b);
+    const [ra, rb] = await Promise.all([a.request(connect(42n)), b.request(connect(42n))]);
+    for (const r of [ra, rb]) {
+      assert.equal(r.response.message.case, 'connect');
+      assert.equal(r.response.message.value.asyncId, 42n, 'the response names the id the worker chose');
+    }
+    await callbackFor(seenByA, 42n);
+    await callbackFor(seenByB, 42n);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(seenByA.filter((e) => e.event.message.case === 'connect').length, 1);
+    assert.equal(seenByB.filter((e) => e.event.message.case === 'connect').length, 1);
+    assert.equal((await broker.info()).ownedHandles, 0n, 'a failed connect leaves no handle');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
