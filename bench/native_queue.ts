@@ -36,6 +36,9 @@ export interface VariantSpec {
   payloadBytes: number;
   blockMs: number;
   minBlocks: number;
+  /** Paced emission: after every `burst` events a thread sleeps `pauseUs` (0: as fast as it can). */
+  burst: number;
+  pauseUs: number;
 }
 
 export interface VariantResult {
@@ -44,6 +47,8 @@ export interface VariantResult {
   threads: number;
   events_per_thread: number;
   payload_bytes: number;
+  /** Events per thread per ms when paced, else null (unpaced: the threads only emit). */
+  paced_events_per_ms: number | null;
   events_drained: number;
   order_errors: number;
   wall_s: number | null;
@@ -95,6 +100,7 @@ function loadStress() {
     run: lib.func('int stress_run(uint32_t threads, uint32_t events_per_thread, uint32_t payload_len)'),
     wait: lib.func('void stress_wait(void)'),
     stats: lib.func('void stress_stats(uint64_t *out)'),
+    setPacing: lib.func('void stress_set_pacing(uint32_t burst, uint32_t pause_us)'),
   };
 }
 
@@ -142,6 +148,7 @@ export async function runVariant(spec: VariantSpec): Promise<VariantResult> {
   // call returns only after JS has run it, so the drained count is all there is.
   const emitted = () => (shim !== undefined ? Number(shim.stats().pushed) : counter.total);
 
+  stress.setPacing(spec.burst, spec.pauseUs);
   const startedAt = nowMs();
   if (stress.run(spec.threads, spec.eventsPerThread, spec.payloadBytes) !== 0) throw new Error('stress_run failed');
   let blocks = 0;
@@ -182,6 +189,7 @@ export async function runVariant(spec: VariantSpec): Promise<VariantResult> {
     threads: spec.threads,
     events_per_thread: spec.eventsPerThread,
     payload_bytes: spec.payloadBytes,
+    paced_events_per_ms: spec.burst > 0 ? (spec.burst * 1000) / spec.pauseUs : null,
     events_drained: counter.total,
     order_errors: counter.orderErrors,
     wall_s: round(wallMs / 1000, 3),
@@ -228,8 +236,8 @@ function runInChild(spec: VariantSpec): Promise<VariantResult> {
 }
 
 export interface NativeQueueReport {
-  native_queue: { idle: VariantResult; blocked: VariantResult; shim_callback_max_us: number | null; note: string };
-  koffi_js_callback: { idle: VariantResult; blocked: VariantResult; note: string };
+  native_queue: { idle: VariantResult; blocked: VariantResult; paced_idle: VariantResult; paced_blocked: VariantResult; shim_callback_max_us: number | null; note: string };
+  koffi_js_callback: { idle: VariantResult; blocked: VariantResult; paced_idle: VariantResult; note: string };
 }
 
 export async function nativeQueue(quick: boolean): Promise<NativeQueueReport> {
@@ -240,7 +248,9 @@ export async function nativeQueue(quick: boolean): Promise<NativeQueueReport> {
     koffi: quick ? 5_000 : 30_000,
     koffiBlocked: quick ? 5 : 25,
   };
-  const spec = (callback: CallbackKind, loop: LoopMode, eventsPerThread: number): VariantSpec => ({
+  // Paced like the core test: 2 events per ms per thread (16,000/s in all), like media-driven threads.
+  const PACED = { burst: 2, pauseUs: 1000, perThread: quick ? 1000 : 4000 };
+  const spec = (callback: CallbackKind, loop: LoopMode, eventsPerThread: number, paced = false): VariantSpec => ({
     callback,
     loop,
     threads: THREADS,
@@ -248,6 +258,8 @@ export async function nativeQueue(quick: boolean): Promise<NativeQueueReport> {
     payloadBytes: PAYLOAD_BYTES,
     blockMs: BLOCK_MS,
     minBlocks: MIN_BLOCKS,
+    burst: paced ? PACED.burst : 0,
+    pauseUs: paced ? PACED.pauseUs : 0,
   });
   const variant = async (s: VariantSpec) => {
     log(`native_queue: ${s.callback} callback, loop ${s.loop}, ${s.threads} x ${s.eventsPerThread} events`);
@@ -259,19 +271,25 @@ export async function nativeQueue(quick: boolean): Promise<NativeQueueReport> {
   const shimBlocked = await variant(spec('shim', 'blocked', perThread.shim));
   const koffiIdle = await variant(spec('koffi', 'idle', perThread.koffi));
   const koffiBlocked = await variant(spec('koffi', 'blocked', perThread.koffiBlocked));
+  const shimPacedIdle = await variant(spec('shim', 'idle', PACED.perThread, true));
+  const shimPacedBlocked = await variant(spec('shim', 'blocked', PACED.perThread, true));
+  const koffiPacedIdle = await variant(spec('koffi', 'idle', PACED.perThread, true));
   const maxOf = (...v: (number | null | undefined)[]) => Math.max(...v.map((x) => x ?? 0));
   return {
     native_queue: {
       idle: shimIdle,
       blocked: shimBlocked,
+      paced_idle: shimPacedIdle,
+      paced_blocked: shimPacedBlocked,
       shim_callback_max_us: maxOf(shimIdle.shim_callback_max_us, shimBlocked.shim_callback_max_us),
       note:
-        `the shim never waits for JS; its rare multi-ms maxima are an emitter thread descheduled (or stalled in malloc) mid-call, ` +
-        `${THREADS} CPU-bound emitters, the JS thread and V8's helpers sharing ${os.cpus().length} CPUs; p50/p99 are the call's own cost`,
+        `the shim never waits for JS; unpaced, ${THREADS} CPU-bound emitters, the JS thread and V8's helpers share ${os.cpus().length} CPUs, ` +
+        `and the multi-ms maxima are an emitter descheduled mid-call; paced (${PACED.burst} events/ms/thread) the maximum is the callback's own`,
     },
     koffi_js_callback: {
       idle: koffiIdle,
       blocked: koffiBlocked,
+      paced_idle: koffiPacedIdle,
       note:
         `blocked: only ${perThread.koffiBlocked} events per thread (idle: ${perThread.koffi}), because each native thread waits inside ` +
         `the callback until the JS loop gets a turn: ${round(koffiBlocked.events_drained / Math.max(1, koffiBlocked.blocks ?? 1), 1)} ` +
