@@ -41,6 +41,8 @@ export const refuse = {
     new Refusal(Code.PERMISSION_DENIED, `handles ${handles.join(', ')} are not owned by this session; they were not dropped (the owned ones in the same call were)`),
   hostPolicy: (kind: string, reason: string, flag: string) =>
     new Refusal(Code.PERMISSION_DENIED, `${kind} ${reason}; the broker allows this only when started with ${flag}`),
+  unsafeValues: (kind: string, problem: string) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}: ${problem}; liblivekit_ffi would abort on it, so the request was not sent`),
   dispose: () =>
     new Refusal(Code.PERMISSION_DENIED, 'DisposeRequest would tear down every session\'s rooms; close the session (or drop your handles) instead'),
   unsupportedPointer: (kind: string, field: string) =>

@@ -6,6 +6,7 @@ import { create } from '@bufbuild/protobuf';
 import { ResponseSchema, type Buffer as WireBuffer, type Request, type Response } from '../proto/gen/ffi_broker_pb.js';
 import { FfiRequest, FfiResponse, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
 import { RequestMemory } from './request_memory.js';
+import { valueVerdict } from './request_values.js';
 import type { HostPolicy } from './host_policy.js';
 import { kindVerdict } from './request_kinds.js';
 import { Refusal, refuse } from './errors.js';
@@ -43,7 +44,7 @@ export class RequestExecutor<O extends Owner> {
       const chosen = selected(message);
       if (chosen === undefined) throw refuse.noMessage();
       typeName = chosen.typeName;
-      const verdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value);
+      const verdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value) ?? valueVerdict(chosen.kind, typeName, chosen.value);
       if (verdict !== null) throw verdict;
 
       let clientAsyncId: bigint | undefined;

@@ -1,0 +1,94 @@
+// liblivekit_ffi is built with panic = "abort": these requests, each seen to kill a process that
+// loads it, must be refused by the broker, which then goes on serving. One broker for all: if one
+// got through, the broker would die and every later case would fail.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import {
+  ApmProcessReverseStreamRequest,
+  ApmProcessStreamRequest,
+  AudioFrameBufferInfo,
+  NewApmRequest,
+  NewAudioResamplerRequest,
+  NewSoxResamplerRequest,
+  RemixAndResampleRequest,
+  SoxQualityRecipe,
+  SoxResamplerDataType,
+} from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
+import { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
+import { BrokerClient } from '../client/broker_client.js';
+import { BrokerError } from '../client/broker_error.js';
+import { audioBuffer } from '../client/media.js';
+import { Error_Code } from '../proto/gen/ffi_broker_pb.js';
+import { startBroker, type BrokerProcess } from './helpers/processes.js';
+
+const ffi = (message: FfiRequest['message']) => new FfiRequest({ message });
+let broker: BrokerProcess;
+let client: BrokerClient;
+let apm: bigint;
+let resampler: bigint;
+
+before(async () => {
+  broker = await startBroker();
+  client = await BrokerClient.connect(broker.address);
+  const a = await client.request(ffi({ case: 'newApm', value: new NewApmRequest({ echoCancellerEnabled: false, gainControllerEnabled: false, highPassFilterEnabled: true, noiseSuppressionEnabled: false }) }));
+  assert.equal(a.response.message.case, 'newApm');
+  apm = a.response.message.value.apm!.handle!.id!;
+  const r = await client.request(ffi({ case: 'newAudioResampler', value: new NewAudioResamplerRequest({}) }));
+  assert.equal(r.response.message.case, 'newAudioResampler');
+  resampler = r.response.message.value.resampler!.handle!.id!;
+});
+after(async () => {
+  await client.close();
+  assert.equal(await broker.stop(), 0);
+});
+
+async function refused(message: FfiRequest['message'], why: RegExp): Promise<void> {
+  await assert.rejects(client.request(ffi(message)), (err: unknown) => {
+    assert.ok(err instanceof BrokerError, String(err));
+    assert.equal(err.code, Error_Code.INVALID_REQUEST, err.message);
+    assert.match(err.message, why);
+    assert.match(err.message, /would abort/);
+    return true;
+  });
+}
+
+const apmStream = (size: number, sampleRate: number, numChannels: number) =>
+  ({ case: 'apmProcessStream', value: new ApmProcessStreamRequest({ apmHandle: apm, dataPtr: 0x1000n, size, sampleRate, numChannels }) }) as const;
+
+test('APM: chunks that are not whole 10 ms, rates below 100 Hz, no channels', async () => {
+  await refused(apmStream(480, 48000, 1), /not a whole number of 10 ms chunks \(960 bytes each\)/);
+  await refused(apmStream(0, 48000, 1), /size 0 bytes/);
+  await refused(apmStream(960, 12345, 1), /not a whole number/);
+  await refused(apmStream(960, 50, 1), /sample_rate 50 is below 100/);
+  await refused(apmStream(960, 48000, 0), /num_channels 0 is below 1/);
+  await refused({ case: 'apmProcessReverseStream', value: new ApmProcessReverseStreamRequest({ apmHandle: apm, dataPtr: 0x1000n, size: 480, sampleRate: 48000, numChannels: 1 }) }, /10 ms/);
+});
+
+test('sox resampler without channels or with a zero rate; remix to no channels or beyond WebRTC buffers', async () => {
+  const sox = (numChannels: number, inputRate: number) => ({
+    case: 'newSoxResampler' as const,
+    value: new NewSoxResamplerRequest({ inputRate, outputRate: 16000, numChannels, inputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, outputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, qualityRecipe: SoxQualityRecipe.SOXR_QUALITY_MEDIUM, flags: 0 }),
+  });
+  await refused(sox(0, 48000), /num_channels 0/);
+  await refused(sox(1, 0), /must be positive/);
+  const remix = (sampleRate: number, numChannels: number) => ({
+    case: 'remixAndResample' as const,
+    value: new RemixAndResampleRequest({ resamplerHandle: resampler, buffer: new AudioFrameBufferInfo({ dataPtr: 0x1000n, numChannels: 1, sampleRate: 48000, samplesPerChannel: 480 }), sampleRate, numChannels }),
+  });
+  await refused(remix(16000, 0), /num_channels 0/);
+  await refused(remix(1_000_000, 1), /exceeds 7680 samples per 10 ms/);
+});
+
+test('the same requests with sound values still work, and the broker is alive', async () => {
+  const [ptr, bytes] = audioBuffer(new Int16Array(480).fill(100));
+  const { response, buffers } = await client.request(ffi({ case: 'apmProcessStream', value: new ApmProcessStreamRequest({ apmHandle: apm, dataPtr: ptr, size: 960, sampleRate: 48000, numChannels: 1 }) }), [[ptr, bytes]]);
+  assert.equal(response.message.case, 'apmProcessStream');
+  assert.equal(buffers.get(ptr)?.length, 960);
+  const remixed = await client.request(
+    ffi({ case: 'remixAndResample', value: new RemixAndResampleRequest({ resamplerHandle: resampler, buffer: new AudioFrameBufferInfo({ dataPtr: ptr, numChannels: 1, sampleRate: 48000, samplesPerChannel: 480 }), sampleRate: 16000, numChannels: 1 }) }),
+    [[ptr, bytes]],
+  );
+  assert.equal(remixed.response.message.case, 'remixAndResample');
+  assert.equal(broker.proc.exitCode, null);
+  assert.equal((await broker.info()).sessions.length, 1);
+});
