@@ -16,12 +16,11 @@ import {
 } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { BrokerClient } from '../client/broker_client.js';
-import { BrokerError } from '../client/broker_error.js';
 import { audioBuffer } from '../client/media.js';
 import { Error_Code } from '../proto/gen/ffi_broker_pb.js';
 import { startBroker, type BrokerProcess } from './helpers/processes.js';
+import { expectRefusal, ffi } from './helpers/assertions.js';
 
-const ffi = (message: FfiRequest['message']) => new FfiRequest({ message });
 let broker: BrokerProcess;
 let client: BrokerClient;
 let apm: bigint;
@@ -43,13 +42,8 @@ after(async () => {
 });
 
 async function refused(message: FfiRequest['message'], why: RegExp): Promise<void> {
-  await assert.rejects(client.request(ffi(message)), (err: unknown) => {
-    assert.ok(err instanceof BrokerError, String(err));
-    assert.equal(err.code, Error_Code.INVALID_REQUEST, err.message);
-    assert.match(err.message, why);
-    assert.match(err.message, /would abort/);
-    return true;
-  });
+  const err = await expectRefusal(client.request(ffi(message)), Error_Code.INVALID_REQUEST, why);
+  assert.match(err.message, /would abort/);
 }
 
 const apmStream = (size: number, sampleRate: number, numChannels: number) =>

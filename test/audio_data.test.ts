@@ -33,20 +33,19 @@ import {
   SoxQualityRecipe,
   SoxResamplerDataType,
 } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
-import { FfiRequest, type FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
+import type { FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { PublishDataRequest } from '@livekit/rtc-ffi-bindings/proto/room_pb.js';
 import { BrokerClient } from '../client/broker_client.js';
-import { BrokerError } from '../client/broker_error.js';
 import { audioBuffer, audioSamples, dataBuffer, type BufferMap } from '../client/media.js';
 import { Error_Code, type Notice } from '../proto/gen/ffi_broker_pb.js';
 import { startBroker, waitFor, type BrokerProcess } from './helpers/processes.js';
+import { expectRefusal, ffi } from './helpers/assertions.js';
 
 const IN_RATE = 48000;
 const FRAME = IN_RATE / 100; // 10 ms at 48 kHz
 const TONE_HZ = 440;
 const AMPLITUDE = 10000;
 
-const ffi = (message: FfiRequest['message']) => new FfiRequest({ message });
 
 type ResponseCase = NonNullable<FfiResponse['message']['case']>;
 type ResponseValue<K extends ResponseCase> = Extract<FfiResponse['message'], { case: K }>['value'];
@@ -132,20 +131,6 @@ function fitSine(x: ArrayLike<number>, start: number, rate: number): SineFit {
 const describeFit = (f: SineFit) =>
   `amplitude ${f.amplitude.toFixed(1)}, dc ${f.dc.toFixed(1)}, residual rms ${f.residual.toFixed(2)}, delay ${(f.delay * 1000).toFixed(3)} ms`;
 
-/** Awaits `promise` and checks it was refused with `code` and a message matching `pattern`. */
-async function expectRefusal(promise: Promise<unknown>, code: Error_Code, pattern: RegExp): Promise<BrokerError> {
-  let err: unknown;
-  try {
-    await promise;
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof BrokerError, `expected a BrokerError ${Error_Code[code]}, got ${err === undefined ? 'success' : String(err)}`);
-  assert.equal(err.codeName, Error_Code[code], err.message);
-  assert.equal(err.grpcCode, undefined, 'a contract Error in a Response, not a failed stream');
-  assert.match(err.detail, pattern);
-  return err;
-}
 
 /** The only Buffer of a response, checked to be keyed by `ptr` and `byteLength` long. */
 function onlyBuffer(buffers: BufferMap, ptr: bigint, byteLength: number, what: string): Uint8Array {

@@ -28,6 +28,7 @@ import { audioBuffer, dataBuffer } from '../client/media.js';
 import { ClientMessageSchema, Error_Code, HelloSchema, RequestSchema, type ClientMessage, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
 import { FfiBrokerService } from '../proto/service.js';
 import { WORKERS, spawnWorker, startBroker, waitFor, withTimeout, type BrokerProcess, type WorkerProcess } from './helpers/processes.js';
+import { expectRefusal, ffi } from './helpers/assertions.js';
 
 const AUDIO_WORKER = path.join(WORKERS, 'audio_worker.js');
 const DEFAULT_LIMIT = 64 * 1024 * 1024; // the broker's default --max-message-size
@@ -54,22 +55,7 @@ function watchProgress(worker: WorkerProcess): Progress[] {
   return seen;
 }
 
-/** Awaits `promise` and checks it was refused with `code` and a message matching `pattern`. */
-async function expectRefusal(promise: Promise<unknown>, code: Error_Code, pattern: RegExp): Promise<BrokerError> {
-  let err: unknown;
-  try {
-    await promise;
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof BrokerError, `expected a BrokerError ${Error_Code[code]}, got ${err === undefined ? 'success' : String(err)}`);
-  assert.equal(err.codeName, Error_Code[code], err.message);
-  assert.equal(err.grpcCode, undefined, 'a contract Error in a Response, not a failed stream');
-  assert.match(err.detail, pattern);
-  return err;
-}
 
-const ffi = (message: FfiRequest['message']) => new FfiRequest({ message });
 
 function newSourceRequest(): FfiRequest {
   return ffi({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeMs: 1000 }) });

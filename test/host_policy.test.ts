@@ -7,13 +7,12 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GetAudioDevicesRequest, LoadAudioFilterPluginRequest, NewAudioResamplerRequest, NewPlatformAudioRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { ByteStreamReaderWriteToFileRequest, StreamSendFileRequest } from '@livekit/rtc-ffi-bindings/proto/data_stream_pb.js';
-import { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { BrokerClient } from '../client/broker_client.js';
 import { BrokerError } from '../client/broker_error.js';
 import { Error_Code } from '../proto/gen/ffi_broker_pb.js';
 import { startBroker, tempDir, type BrokerProcess } from './helpers/processes.js';
+import { ffi } from './helpers/assertions.js';
 
-const ffi = (message: FfiRequest['message']) => new FfiRequest({ message });
 
 async function refusedWith(promise: Promise<unknown>, flag: string, reason?: RegExp): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
