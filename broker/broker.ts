@@ -1,7 +1,8 @@
 // The broker: the one owner of liblivekit_ffi in this host. Wires the native layer (library, shim,
 // event pump) to the sessions of the workers, and answers the Session and Info RPCs.
+import fs from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   InfoResponseSchema,
@@ -23,13 +24,39 @@ import { NativeShim } from './native/shim.js';
 import { OutputMemory } from './output_memory.js';
 import { packageVersion } from './paths.js';
 import { RequestExecutor } from './request_executor.js';
-import { Session, type SessionCall } from './session.js';
+import { Session, type SessionCall, type SessionLimits } from './session.js';
 
 export interface BrokerOptions extends HostPolicyOptions {
   ffiLib: string | undefined;
+  sessionLimits: SessionLimits;
+  /** How long a session whose stream broke keeps its handles, waiting for a resume (0: none). */
+  resumeGraceMs: number;
   /** Largest gRPC message accepted from a worker, which also bounds one request's buffers. */
   maxMessageBytes: number;
 }
+
+// grpc-js names a Unix socket peer "unknown" (it has no address); loopback TCP is this host too.
+const isLocalPeer = (peer: string): boolean => peer === 'unknown' || /^(127\.|::1|\[::1\]|::ffff:127\.)/.test(peer);
+
+/**
+ * Whether a worker on this host (Unix socket or loopback) is gone for good: its process (the pid its Hello
+ * gave) no longer exists or is a zombie, so it can never resume and its session is released
+ * without waiting out the grace period. In another pid namespace (a sidecar) the pid may not be
+ * visible; then only the grace period applies.
+ */
+function workerGone(call: SessionCall, session: Session): boolean {
+  if (!isLocalPeer(call.getPeer()) || session.pid === 0) return false;
+  try {
+    // The state follows the parenthesised command name, which may itself contain spaces.
+    const stat = fs.readFileSync(`/proc/${session.pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+// How often a suspended session checks whether its worker process still exists.
+const WORKER_POLL_MS = 100;
 
 export class Broker {
   readonly version = packageVersion;
@@ -40,11 +67,12 @@ export class Broker {
   private readonly executor: RequestExecutor<Session>;
   private readonly router: EventRouter<Session>;
   private readonly sessions = new Map<string, Session>();
+  private readonly graceTimers = new Map<Session, NodeJS.Timeout>();
   private readonly startedAt = process.hrtime.bigint();
   private closing = false;
 
   constructor(
-    options: BrokerOptions,
+    private readonly options: BrokerOptions,
     private readonly log: Logger,
   ) {
     this.shim = new NativeShim();
@@ -55,7 +83,9 @@ export class Broker {
     this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), {
       panic: (message) => this.onPanic(message),
     });
-    this.pump = new EventPump(this.shim, (events) => this.router.route(events));
+    this.pump = new EventPump(this.shim, (events) => {
+      for (const session of this.router.route(events)) if (session.overflowed) this.overflow(session);
+    });
     if (!this.pump.start()) log.warn('could not make the event loop SCHED_BATCH; library threads may be preempted by it inside the callback');
     log.info({ ffiLibrary: location.path, ffiVersion: location.version }, 'liblivekit_ffi loaded and initialized');
   }
@@ -63,19 +93,28 @@ export class Broker {
   /** The Session RPC: hello first, then requests and drops until the stream ends. */
   openSession(call: SessionCall): void {
     let session: Session | undefined;
-    // Set once the stream is over: messages the client sent before it learnt that are ignored,
+    // Set once this stream is over: messages the client sent before it learnt that are ignored,
     // so a failed stream never starts a session or overwrites the status it ended with.
     let over = false;
-    const end = () => {
+    const finish = (broken: boolean) => {
+      if (over) return;
       over = true;
-      if (session !== undefined) this.endSession(session);
-      session = undefined;
+      // A session resumed on another stream since is no longer this stream's to end.
+      if (session === undefined || !session.isAttachedTo(call)) return;
+      if (broken && !session.isClosed && this.options.resumeGraceMs > 0 && !this.closing && !workerGone(call, session)) this.suspend(session, call);
+      else this.release(session);
     };
-    const failSession = (failure: SessionFailure) => {
+    const failStream = (failure: SessionFailure) => {
       this.log.warn({ session: session?.id, reason: failure.message }, 'session ended by a protocol error');
-      end();
-      // grpc-js ends a server stream with the status of an emitted error.
-      call.emit('error', { code: failure.status, details: failure.message });
+      over = true;
+      const status = { code: failure.status, details: failure.message };
+      if (session !== undefined && session.isAttachedTo(call)) {
+        session.close(status);
+        this.release(session);
+      } else {
+        // grpc-js ends a server stream with the status of an emitted error.
+        call.emit('error', status);
+      }
     };
     call.on('data', (message: ClientMessage) => {
       if (over) return;
@@ -87,30 +126,57 @@ export class Broker {
         }
         this.onClientMessage(session, message);
       } catch (err) {
-        if (err instanceof SessionFailure) return failSession(err);
+        if (err instanceof SessionFailure) return failStream(err);
         // A bug of ours must cost this session only, never the broker and its other sessions.
         this.log.error({ err, session: session?.id }, 'unexpected failure handling a client message');
-        failSession(fail.internal((err as Error).message));
+        failStream(fail.internal((err as Error).message));
       }
     });
     call.on('end', () => {
       const failed = over;
-      end();
+      finish(false);
       if (!failed) call.end();
     });
-    call.on('cancelled', end);
-    call.on('error', end);
-    call.on('close', end);
+    // Anything but the client's own half-close is a broken stream, which the client may resume.
+    call.on('cancelled', () => finish(true));
+    call.on('error', () => finish(true));
+    call.on('close', () => finish(true));
   }
 
   private startSession(call: SessionCall, hello: Hello): Session {
     if (this.closing) throw fail.shuttingDown();
-    if (hello.resumeToken !== '') throw fail.unknownResume();
-    const session = new Session(call, hello, this.log);
+    const welcome = { ffiVersion: this.library.location.version, brokerVersion: this.version };
+    if (hello.resumeToken !== '') {
+      const session = [...this.sessions.values()].find((s) => s.resumeToken === hello.resumeToken);
+      if (session === undefined) throw fail.unknownResume();
+      clearTimeout(this.graceTimers.get(session));
+      this.graceTimers.delete(session);
+      session.resume(call, { ...welcome, resumed: true });
+      session.log.info('session resumed');
+      return session;
+    }
+    const session = new Session(call, hello, this.log, this.options.sessionLimits);
     this.sessions.set(session.id, session);
-    session.welcome({ ffiVersion: this.library.location.version, brokerVersion: this.version, resumed: false });
+    session.welcome({ ...welcome, resumed: false });
     session.log.info({ clientVersion: hello.clientVersion }, 'session started');
     return session;
+  }
+
+  /** The stream broke: keep the session and its handles for the grace period. */
+  private suspend(session: Session, call: SessionCall): void {
+    session.detach();
+    session.log.info({ graceMs: this.options.resumeGraceMs }, 'session stream broke; keeping its handles until it resumes or the grace period ends');
+    const deadline = Date.now() + this.options.resumeGraceMs;
+    const check = (): void => {
+      if (workerGone(call, session)) session.log.info('worker process is gone; releasing its session');
+      else if (Date.now() >= deadline) session.log.info('session not resumed within the grace period');
+      else {
+        this.graceTimers.set(session, setTimeout(check, Math.min(WORKER_POLL_MS, deadline - Date.now())));
+        return;
+      }
+      this.release(session);
+    };
+    this.graceTimers.set(session, setTimeout(check, Math.min(WORKER_POLL_MS, this.options.resumeGraceMs)));
   }
 
   private onClientMessage(session: Session, message: ClientMessage): void {
@@ -147,13 +213,21 @@ export class Broker {
     session.respond(create(ResponseSchema, { requestId: drop.requestId, error: error && { code: error.code, message: error.message } }));
   }
 
-  /** Releases everything the session owned; safe to call more than once. */
-  private endSession(session: Session): void {
+  /** Ends the session and drops everything it owned; safe to call more than once. */
+  private release(session: Session): void {
     if (!this.sessions.delete(session.id)) return;
-    session.connected = false;
+    clearTimeout(this.graceTimers.get(session));
+    this.graceTimers.delete(session);
+    session.close();
     const handles = this.registry.forget(session);
     for (const handle of handles) this.library.dropHandle(handle);
     session.log.info({ droppedHandles: handles.length }, 'session ended; its handles were dropped');
+  }
+
+  private overflow(session: Session): void {
+    session.log.error({ hardCapBytes: this.options.sessionLimits.hardCapBytes }, 'session fell too far behind on events that cannot be dropped; ending it');
+    session.close({ code: GrpcStatus.RESOURCE_EXHAUSTED, details: refuse.sessionOverflow(this.options.sessionLimits.hardCapBytes).message });
+    this.release(session);
   }
 
   private onPanic(message: string): void {
@@ -190,10 +264,7 @@ export class Broker {
   close(): void {
     if (this.closing) return;
     this.closing = true;
-    for (const session of [...this.sessions.values()]) {
-      session.end();
-      this.endSession(session);
-    }
+    for (const session of [...this.sessions.values()]) this.release(session);
     this.pump.stop();
     this.library.dispose();
   }

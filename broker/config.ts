@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_ADDRESS, parseAddress } from '../client/address.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
+import type { SessionLimits } from './session.js';
 
 export interface ServeConfig {
   listen: string[];
@@ -15,6 +16,8 @@ export interface ServeConfig {
   audioPluginDir: string | undefined;
   sharedDir: string | undefined;
   allowPlatformAudio: boolean;
+  sessionLimits: SessionLimits;
+  resumeGraceMs: number;
 }
 
 export const DEFAULTS: ServeConfig = {
@@ -28,7 +31,15 @@ export const DEFAULTS: ServeConfig = {
   audioPluginDir: undefined,
   sharedDir: undefined,
   allowPlatformAudio: false,
+  // ~2 s of 20 audio streams, or 5 frames of 1080p I420 video.
+  sessionLimits: { bufferBytes: 16 * 1024 * 1024, hardCapBytes: 64 * 1024 * 1024 },
+  resumeGraceMs: 10_000,
 };
+
+// What cannot be dropped may use this many times the session buffer before the session fails.
+const HARD_CAP_FACTOR = 4;
+
+const sessionLimits = (bufferBytes: number): SessionLimits => ({ bufferBytes, hardCapBytes: bufferBytes * HARD_CAP_FACTOR });
 
 export class ConfigError extends Error {
   constructor(setting: string, given: unknown, allowed: string) {
@@ -47,6 +58,8 @@ export interface RawServeOptions {
   allowAudioPlugins?: string;
   sharedDir?: string;
   allowPlatformAudio?: boolean;
+  sessionBuffer?: string;
+  resumeGrace?: string;
 }
 
 function directory(setting: string, given: string | undefined): string | undefined {
@@ -59,6 +72,16 @@ function directory(setting: string, given: string | undefined): string | undefin
   }
   if (!stat.isDirectory()) throw new ConfigError(setting, given, 'an existing directory');
   return path.resolve(given);
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 };
+
+/** Bytes, with an optional binary unit: 65536, 64k, 16MiB. */
+function byteSize(setting: string, text: string, min: number): number {
+  const match = /^(\d+)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = match === null ? undefined : UNITS[match[2]!.toLowerCase()];
+  if (match === null || unit === undefined || Number(match[1]) * unit < min) throw new ConfigError(setting, text, `a size of at least ${min} bytes, e.g. 65536, 64k or 16MiB`);
+  return Number(match[1]) * unit;
 }
 
 function positiveInt(setting: string, text: string, min: number): number {
@@ -87,11 +110,13 @@ export function resolveServeConfig(raw: RawServeOptions, env: NodeJS.ProcessEnv 
     listen,
     ffiLib: raw.ffiLib ?? (env.LIVEKIT_LIB_PATH || undefined),
     logLevel,
-    maxMessageBytes: raw.maxMessageSize === undefined ? DEFAULTS.maxMessageBytes : positiveInt('--max-message-size', raw.maxMessageSize, 1024),
+    maxMessageBytes: raw.maxMessageSize === undefined ? DEFAULTS.maxMessageBytes : byteSize('--max-message-size', raw.maxMessageSize, 1024),
     socketMode,
     shutdownTimeoutMs: raw.shutdownTimeout === undefined ? DEFAULTS.shutdownTimeoutMs : positiveInt('--shutdown-timeout', raw.shutdownTimeout, 0),
     audioPluginDir: directory('--allow-audio-plugins', raw.allowAudioPlugins),
     sharedDir: directory('--shared-dir', raw.sharedDir),
     allowPlatformAudio: raw.allowPlatformAudio === true,
+    sessionLimits: raw.sessionBuffer === undefined ? DEFAULTS.sessionLimits : sessionLimits(byteSize('--session-buffer', raw.sessionBuffer, 64 * 1024)),
+    resumeGraceMs: raw.resumeGrace === undefined ? DEFAULTS.resumeGraceMs : positiveInt('--resume-grace', raw.resumeGrace, 0),
   };
 }

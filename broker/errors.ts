@@ -53,8 +53,12 @@ export const refuse = {
     new Refusal(Code.INVALID_REQUEST, `${kind}: the Buffer for ${field} = ${hex(ptr)} has ${got} bytes, the message implies ${need}`),
   oversizedBuffer: (kind: string, field: string, need: number, limit: number) =>
     new Refusal(Code.INVALID_REQUEST, `${kind}: ${field} implies ${need} bytes, over the ${limit}-byte message limit; check the frame's dimensions`),
+  badVideoBuffer: (kind: string, detail: string) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}: ${detail}; the request was not sent to the library`),
   ffiFailed: (kind: string) =>
     new Refusal(Code.FFI_ERROR, `liblivekit_ffi refused ${kind} (it returned no response); check the request's fields and the broker log`),
+  sessionOverflow: (hardCapBytes: number) =>
+    new Refusal(Code.RESOURCE_EXHAUSTED, `the session fell more than ${hardCapBytes} bytes behind on events that cannot be dropped; its handles were released. Read events faster or raise --session-buffer`),
   shuttingDown: () => new Refusal(Code.UNAVAILABLE, 'the broker is shutting down; reconnect to its successor'),
 } as const;
 

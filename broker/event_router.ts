@@ -11,9 +11,12 @@ import type { OutputMemory } from './output_memory.js';
 import { logNativeRecords } from './native_log.js';
 
 export interface EventReceiver extends Owner {
-  enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], enqueuedNs: bigint): void;
+  /** `media`: a frame, which a session that does not keep up may lose (never other events). */
+  enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], media: boolean): void;
   flushEvents(): void;
 }
+
+const MEDIA_KINDS = new Set(['audioStreamEvent', 'videoStreamEvent']);
 
 export interface RouterHooks {
   panic(message: string): void;
@@ -31,7 +34,8 @@ export class EventRouter<O extends EventReceiver> {
     private readonly hooks: RouterHooks,
   ) {}
 
-  route(events: readonly NativeEvent[]): void {
+  /** Routes one drain's events; returns the receivers that got any. */
+  route(events: readonly NativeEvent[]): Set<O> {
     const touched = new Set<O>();
     for (const event of events) {
       let message: SchemaMessage;
@@ -59,10 +63,12 @@ export class EventRouter<O extends EventReceiver> {
         if (this.log.isLevelEnabled('debug')) this.log.debug({ kind: chosen.typeName }, 'event names nothing any session owns; dropped');
         continue;
       }
-      owner.enqueueEvent(rewritten ? (message as unknown as FfiEvent).toBinary() : event.bytes, buffers, event.enqueuedNs);
+      const media = MEDIA_KINDS.has(chosen.kind) && (chosen.value.message as { case?: string } | undefined)?.case === 'frameReceived';
+      owner.enqueueEvent(rewritten ? (message as unknown as FfiEvent).toBinary() : event.bytes, buffers, media);
       touched.add(owner);
     }
     for (const owner of touched) owner.flushEvents();
+    return touched;
   }
 
   private ownerOf(value: SchemaMessage): { owner: O | undefined; rewritten: boolean } {

@@ -44,7 +44,7 @@ export class RequestExecutor<O extends Owner> {
       const chosen = selected(message);
       if (chosen === undefined) throw refuse.noMessage();
       typeName = chosen.typeName;
-      const verdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value) ?? valueVerdict(chosen.kind, typeName, chosen.value);
+      const verdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value) ?? valueVerdict(chosen.kind, typeName, chosen.value, this.maxBufferBytes);
       if (verdict !== null) throw verdict;
 
       let clientAsyncId: bigint | undefined;

@@ -1,8 +1,10 @@
 // Values the library cannot survive. liblivekit_ffi is built with panic = "abort": a request whose
 // values make it panic or divide by zero kills the broker and every session with it, so such
 // requests are refused here, before the library sees them (each rule below was seen to abort).
+// Video layouts, which can also make it read out of bounds, are checked in video_layout.ts.
 import { refuse, type Refusal } from './errors.js';
 import type { SchemaMessage } from './livekit_schema.js';
+import { videoRequestProblem } from './video_layout.js';
 
 // WebRTC's audio buffers hold at most 7680 samples per 10 ms chunk (e.g. 384 kHz stereo).
 const MAX_SAMPLES_PER_10MS = 7680;
@@ -49,8 +51,14 @@ const RULES: Record<string, (m: SchemaMessage) => string | undefined> = {
   audioStreamFromParticipant: optionalChunkProblem,
 };
 
+const VIDEO_KINDS = new Set(['captureVideoFrame', 'videoConvert']);
+
 /** null when the values are safe for the library; else the refusal. */
-export function valueVerdict(kind: string, typeName: string, value: SchemaMessage): Refusal | null {
+export function valueVerdict(kind: string, typeName: string, value: SchemaMessage, maxBytes: number): Refusal | null {
+  if (VIDEO_KINDS.has(kind)) {
+    const problem = videoRequestProblem(value, maxBytes);
+    return problem === undefined ? null : refuse.badVideoBuffer(typeName, problem);
+  }
   const problem = RULES[kind]?.(value);
   return problem === undefined ? null : refuse.unsafeValues(typeName, problem);
 }

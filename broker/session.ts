@@ -1,12 +1,16 @@
-// One worker's Session: its gRPC stream, its event sequence numbers and the batch of events
-// gathered during one drain of the native queue. Ownership lives in the HandleRegistry; the
-// Broker decides what a message means, this class only writes the stream in order.
+// One worker's Session: its gRPC stream (while connected), its event sequence numbers and its
+// outbound queue. Everything the session is sent goes through the queue, in order; the queue holds
+// what the transport has not taken yet, so a worker that stops reading costs only its own memory:
+// past --session-buffer the oldest media frames are dropped (and reported with EventsDropped), and
+// if what cannot be dropped passes the hard cap the session fails. While its stream is broken the
+// session keeps queueing, within the same limits, until it is resumed or released.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   EventSchema,
+  NoticeSchema,
   ServerMessageSchema,
   type Buffer as WireBuffer,
   type ClientMessage,
@@ -21,66 +25,203 @@ import type { EventReceiver } from './event_router.js';
 
 export type SessionCall = ServerDuplexStream<ClientMessage, ServerMessage>;
 
+export interface SessionLimits {
+  /** Undelivered bytes past which media frames are dropped, oldest first. */
+  bufferBytes: number;
+  /** Undelivered bytes of events that may not be dropped past which the session fails. */
+  hardCapBytes: number;
+}
+
+// Bytes handed to the transport and not yet taken by it; beyond this the queue holds the rest, so
+// that drops can still choose what to drop.
+const IN_FLIGHT_BYTES = 512 * 1024;
+const MAX_EVENTS_PER_BATCH = 512;
+const ENVELOPE_BYTES = 24;
+
+type Item =
+  | { kind: 'event'; event: WireEvent; bytes: number; media: boolean; dropped: boolean }
+  | { kind: 'message'; message: ServerMessage['message']; bytes: number };
+
 export class Session implements EventReceiver {
   readonly id = randomUUID();
   readonly resumeToken = randomBytes(24).toString('base64url');
   readonly clientName: string;
   readonly pid: number;
   readonly log: Logger;
-  connected = true;
+  private call: SessionCall | undefined;
   private seq = 0n;
-  private batch: WireEvent[] = [];
+  private queue: Item[] = [];
+  private head = 0;
+  private mediaScan = 0;
+  private queuedBytes = 0;
+  private inFlightBytes = 0;
+  private droppedSinceNotice = 0n;
+  private firstDroppedSeq = 0n;
+  private closed = false;
   eventsDelivered = 0n;
   droppedEvents = 0n;
-  /** Events written to the stream that the transport has not taken yet. */
-  queuedEvents = 0;
+  /** Set when what may not be dropped passed the hard cap: the broker then fails the session. */
+  overflowed = false;
 
   constructor(
-    private readonly call: SessionCall,
+    call: SessionCall,
     hello: Hello,
     parentLog: Logger,
+    private readonly limits: SessionLimits,
   ) {
+    this.call = call;
     this.clientName = hello.clientName;
     this.pid = hello.pid;
     this.log = parentLog.child({ session: this.id, client: hello.clientName, clientPid: hello.pid });
   }
 
+  get connected(): boolean {
+    return this.call !== undefined;
+  }
+
+  /** Events queued in the broker, not yet handed to the transport. */
+  get queuedEvents(): number {
+    let n = 0;
+    for (let i = this.head; i < this.queue.length; i++) {
+      const item = this.queue[i]!;
+      if (item.kind === 'event' && !item.dropped) n++;
+    }
+    return n;
+  }
+
   welcome(welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>): void {
-    this.write({ case: 'welcome', value: { ...welcome, $typeName: 'livekit.ffi_broker.v1.Welcome', sessionId: this.id, resumeToken: this.resumeToken } });
+    this.push({ kind: 'message', message: { case: 'welcome', value: { ...welcome, $typeName: 'livekit.ffi_broker.v1.Welcome', sessionId: this.id, resumeToken: this.resumeToken } }, bytes: 128 });
+    this.pump();
   }
 
   respond(response: Response): void {
-    this.write({ case: 'response', value: response });
+    let bytes = ENVELOPE_BYTES + response.ffiResponse.length;
+    for (const b of response.buffers) bytes += b.data.length + ENVELOPE_BYTES;
+    this.push({ kind: 'message', message: { case: 'response', value: response }, bytes });
+    this.pump();
   }
 
   notice(notice: Notice): void {
-    this.write({ case: 'notice', value: notice });
+    this.push({ kind: 'message', message: { case: 'notice', value: notice }, bytes: 64 });
+    this.pump();
   }
 
-  enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[]): void {
-    this.batch.push(create(EventSchema, { seq: ++this.seq, ffiEvent, buffers }));
+  /** Queues one event; `media` events (frames) are the ones that may be dropped. */
+  enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], media: boolean): void {
+    let bytes = ENVELOPE_BYTES + ffiEvent.length;
+    for (const b of buffers) bytes += b.data.length + ENVELOPE_BYTES;
+    this.push({ kind: 'event', event: create(EventSchema, { seq: ++this.seq, ffiEvent, buffers }), bytes, media, dropped: false });
+    if (this.queuedBytes + this.inFlightBytes > this.limits.bufferBytes) this.shed();
   }
 
   flushEvents(): void {
-    if (this.batch.length === 0) return;
-    const events = this.batch;
-    this.batch = [];
-    this.eventsDelivered += BigInt(events.length);
-    this.queuedEvents += events.length;
-    this.write({ case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events } }, () => {
-      this.queuedEvents -= events.length;
+    this.pump();
+  }
+
+  /** The stream broke: keep queueing until attach() or close(). */
+  detach(): void {
+    this.call = undefined;
+    this.inFlightBytes = 0; // what the broken transport held is gone with it
+  }
+
+  /** A resumed stream: the Welcome first, then everything queued, in order. */
+  resume(call: SessionCall, welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>): void {
+    this.call = call;
+    this.write(call, { case: 'welcome', value: { ...welcome, $typeName: 'livekit.ffi_broker.v1.Welcome', sessionId: this.id, resumeToken: this.resumeToken } }, 128, false);
+    this.pump();
+  }
+
+  isAttachedTo(call: SessionCall): boolean {
+    return this.call === call;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Ends the stream from the broker's side and stops sending: status OK, or the failure given. */
+  close(failure?: { code: number; details: string }): void {
+    if (this.closed) return;
+    this.closed = true;
+    const call = this.call;
+    this.call = undefined;
+    // grpc-js ends a server stream with the status of an emitted error.
+    if (failure !== undefined) call?.emit('error', failure);
+    else call?.end();
+  }
+
+  private push(item: Item): void {
+    if (this.closed) return;
+    this.queue.push(item);
+    this.queuedBytes += item.bytes;
+  }
+
+  // Over the buffer: drop the oldest media frames until under it again. What cannot be dropped
+  // only counts against the hard cap.
+  private shed(): void {
+    if (this.mediaScan < this.head) this.mediaScan = this.head;
+    while (this.queuedBytes + this.inFlightBytes > this.limits.bufferBytes && this.mediaScan < this.queue.length) {
+      const item = this.queue[this.mediaScan++]!;
+      if (item.kind !== 'event' || !item.media || item.dropped) continue;
+      item.dropped = true;
+      this.queuedBytes -= item.bytes;
+      if (this.droppedSinceNotice === 0n) this.firstDroppedSeq = item.event.seq;
+      this.droppedSinceNotice++;
+      this.droppedEvents++;
+    }
+    if (this.queuedBytes + this.inFlightBytes > this.limits.hardCapBytes) this.overflowed = true;
+  }
+
+  private pump(): void {
+    const call = this.call;
+    if (call === undefined) return;
+    while (this.head < this.queue.length && this.inFlightBytes < IN_FLIGHT_BYTES) {
+      if (this.droppedSinceNotice > 0n) this.writeDropNotice(call);
+      const item = this.queue[this.head]!;
+      if (item.kind === 'message') {
+        this.head++;
+        this.write(call, item.message, item.bytes);
+        continue;
+      }
+      const events: WireEvent[] = [];
+      let bytes = 0;
+      while (this.head < this.queue.length && events.length < MAX_EVENTS_PER_BATCH && this.inFlightBytes + bytes < IN_FLIGHT_BYTES) {
+        const next = this.queue[this.head]!;
+        if (next.kind !== 'event') break;
+        this.head++;
+        if (next.dropped) continue;
+        events.push(next.event);
+        bytes += next.bytes;
+      }
+      if (events.length === 0) continue;
+      this.eventsDelivered += BigInt(events.length);
+      this.write(call, { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events } }, bytes);
+    }
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.mediaScan = Math.max(0, this.mediaScan - this.head);
+      this.head = 0;
+    }
+  }
+
+  private writeDropNotice(call: SessionCall): void {
+    const dropped = this.droppedSinceNotice;
+    this.droppedSinceNotice = 0n;
+    this.log.warn({ dropped: Number(dropped), firstSeq: String(this.firstDroppedSeq) }, 'session is not reading fast enough: media frames dropped');
+    const notice = create(NoticeSchema, {
+      notice: { case: 'eventsDropped', value: { $typeName: 'livekit.ffi_broker.v1.EventsDropped', count: dropped, firstSeq: this.firstDroppedSeq, reason: `over the session buffer of ${this.limits.bufferBytes} bytes: the worker is not reading fast enough` } },
     });
+    this.write(call, { case: 'notice', value: notice }, 64, false);
   }
 
-  /** Ends the stream from the broker's side (status OK). */
-  end(): void {
-    if (!this.connected) return;
-    this.connected = false;
-    this.call.end();
-  }
-
-  private write(message: ServerMessage['message'], written?: () => void): void {
-    if (!this.connected) return;
-    this.call.write(create(ServerMessageSchema, { message }), written);
+  private write(call: SessionCall, message: ServerMessage['message'], bytes: number, queued = true): void {
+    if (queued) this.queuedBytes -= bytes;
+    this.inFlightBytes += bytes;
+    call.write(create(ServerMessageSchema, { message }), () => {
+      // A callback of a stream since detached belongs to the old transport's accounting.
+      if (this.call !== call) return;
+      this.inFlightBytes -= bytes;
+      this.pump();
+    });
   }
 }

@@ -1,19 +1,228 @@
-// How many bytes a VideoBufferInfo's data_ptr covers, from its type, dimensions, strides and
-// components, as liblivekit_ffi reads them (livekit-ffi/src/server/colorcvt): packed formats are
-// read as `stride × height` bytes at data_ptr; planar formats plane by plane, each component's
-// data_ptr and size, the first plane starting at data_ptr.
+// VideoBufferInfo as liblivekit_ffi 0.12.75 reads and writes it, and what the broker refuses so
+// that a worker can never make the library read out of bounds or panic. The library is built with
+// panic = "abort": any panic ends the broker process and every session with it.
+//
+// What the library does with a VideoBufferInfo (livekit-ffi/src/server/colorcvt, imgproc/src/colorcvt,
+// libwebrtc/src/video_frame.rs):
+// - Packed types (RGBA ABGR ARGB BGRA RGB24) read `stride × height` bytes at data_ptr, stride
+//   defaulting to width × bytes per pixel when unset; imgproc asserts width, height > 0 and
+//   stride ≥ width × bytes per pixel. components are ignored.
+// - Planar types read only their components (data_ptr is ignored): components[i].size bytes at
+//   components[i].data_ptr. CaptureVideoFrameRequest copies each plane with copy_from_slice into a
+//   libwebrtc buffer made with_strides(width, height, strides), whose planes are stride × rows bytes
+//   (rows: height, or (height + 1) / 2 for 4:2:0 chroma), so a size other than exactly
+//   stride × rows panics. VideoConvertRequest asserts (imgproc) size ≥ stride × rows and
+//   stride ≥ the plane's width. Indexing a missing component panics.
+// - An unknown type value decodes as RGBA in the library (prost's default).
+// Outputs (VideoConvertResponse, VideoStreamEvent.frame_received) come from one Box<[u8]> holding
+// the planes back to back with tight strides, data_ptr at its start (= components[0]); every
+// component lies inside it, except with I444 → I444 (cvt_i444), whose V component points at the
+// *input* V plane: for VideoConvert that is the broker's copy of the request, still allocated when
+// the output is copied; for a stream it is the libwebrtc frame, already freed (hence captured I444
+// frames are refused).
 import type { SchemaMessage } from './livekit_schema.js';
 
-// livekit.proto.VideoBufferType
+/** livekit.proto.VideoBufferType */
+export const VideoType = {
+  RGBA: 0,
+  ABGR: 1,
+  ARGB: 2,
+  BGRA: 3,
+  RGB24: 4,
+  I420: 5,
+  I420A: 6,
+  I422: 7,
+  I444: 8,
+  I010: 9,
+  NV12: 10,
+} as const;
+
+const TYPE_NAMES = ['RGBA', 'ABGR', 'ARGB', 'BGRA', 'RGB24', 'I420', 'I420A', 'I422', 'I444', 'I010', 'NV12'] as const;
+
+export function videoTypeName(type: number): string {
+  return TYPE_NAMES[type] ?? `VideoBufferType ${type}`;
+}
+
 export const PACKED_BYTES_PER_PIXEL: Readonly<Record<number, number>> = { 0: 4, 1: 4, 2: 4, 3: 4, 4: 3 }; // RGBA ABGR ARGB BGRA RGB24
+
+/** The largest width or height the broker passes to the library. */
+export const MAX_VIDEO_DIMENSION = 16384;
+
+const U32_MAX = 0xffff_ffff;
+/** Room left in a message for what surrounds a frame's bytes. */
+const MESSAGE_OVERHEAD = 4096;
+
+export interface PlaneSpec {
+  /** Y, U, V, A, UV */
+  name: string;
+  /** The least stride the library accepts: the plane's width in samples. */
+  minStride: number;
+  rows: number;
+  /** Bytes per sample: 2 for I010 (its strides count 16-bit samples), else 1. */
+  sampleBytes: 1 | 2;
+}
+
+/** The planes of a planar type, in component order; undefined for packed or unknown types. */
+export function planeSpecs(type: number, width: number, height: number): PlaneSpec[] | undefined {
+  const cw = Math.floor((width + 1) / 2);
+  const ch = Math.floor((height + 1) / 2);
+  const plane = (name: string, minStride: number, rows: number, sampleBytes: 1 | 2 = 1): PlaneSpec => ({ name, minStride, rows, sampleBytes });
+  switch (type) {
+    case VideoType.I420:
+      return [plane('Y', width, height), plane('U', cw, ch), plane('V', cw, ch)];
+    case VideoType.I420A:
+      return [plane('Y', width, height), plane('U', cw, ch), plane('V', cw, ch), plane('A', width, height)];
+    case VideoType.I422:
+      return [plane('Y', width, height), plane('U', cw, height), plane('V', cw, height)];
+    case VideoType.I444:
+      return [plane('Y', width, height), plane('U', width, height), plane('V', width, height)];
+    case VideoType.I010:
+      return [plane('Y', width, height, 2), plane('U', cw, ch, 2), plane('V', cw, ch, 2)];
+    case VideoType.NV12:
+      // imgproc: stride_uv ≥ width + width % 2 (interleaved U and V samples).
+      return [plane('Y', width, height), plane('UV', 2 * cw, ch)];
+    default:
+      return undefined;
+  }
+}
 
 interface ComponentLike {
   size?: number;
+  stride?: number;
 }
 
+/**
+ * How many bytes a VideoBufferInfo's data_ptr covers: packed, stride (or width × bytes per
+ * pixel when unset, as the library reads it) × height; planar, the first plane (components[0]),
+ * which starts at data_ptr in every buffer the library hands out.
+ */
 export function videoFrameBytes(info: SchemaMessage): number {
   const type = Number(info.type ?? 0);
-  if (PACKED_BYTES_PER_PIXEL[type] !== undefined) return Number(info.stride ?? 0) * Number(info.height ?? 0);
+  const bpp = PACKED_BYTES_PER_PIXEL[type];
+  if (bpp !== undefined) return packedStride(info, bpp) * Number(info.height ?? 0);
   const components = (info.components as ComponentLike[] | undefined) ?? [];
   return Number(components[0]?.size ?? 0);
+}
+
+function packedStride(info: SchemaMessage, bpp: number): number {
+  return info.stride === undefined ? Number(info.width ?? 0) * bpp : Number(info.stride);
+}
+
+type Use = 'capture' | 'convert' | undefined;
+
+function useOf(request: SchemaMessage | undefined): Use {
+  switch (request?.getType().typeName) {
+    case 'livekit.proto.CaptureVideoFrameRequest':
+      return 'capture';
+    case 'livekit.proto.VideoConvertRequest':
+      return 'convert';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Why liblivekit_ffi must not see this VideoBufferInfo, or undefined when it is safe. `request` is
+ * the message holding it (CaptureVideoFrameRequest or VideoConvertRequest): rules differ between
+ * the two (see the file header). Without it the rules of both apply, which refuses the types whose
+ * rules conflict (ABGR, I444, I010, NV12). `maxBytes` (the message limit) bounds the largest
+ * buffer the library can hand back for the frame (RGBA), which the broker must send in one message.
+ * Messages name the field (from the request when it is given, e.g. buffer.components[1].size) and
+ * the value expected.
+ */
+export function videoBufferProblem(info: SchemaMessage, request?: SchemaMessage, maxBytes?: number): string | undefined {
+  const use = useOf(request);
+  const f = request === undefined ? '' : 'buffer.'; // field paths from the request when it is known
+  const type = Number(info.type ?? 0);
+  const width = Number(info.width ?? 0);
+  const height = Number(info.height ?? 0);
+  const name = videoTypeName(type);
+
+  if (!Number.isInteger(type) || type < 0 || type >= TYPE_NAMES.length) {
+    return `${f}type = ${type} is not a VideoBufferType (0 RGBA … 10 NV12); the library would read it as RGBA`;
+  }
+  for (const [field, value] of [['width', width], ['height', height]] as const) {
+    if (!(value >= 1 && value <= MAX_VIDEO_DIMENSION)) return `${f}${field} = ${value}; it must be 1 to ${MAX_VIDEO_DIMENSION}`;
+  }
+  if (maxBytes !== undefined && width * height * 4 + MESSAGE_OVERHEAD > maxBytes) {
+    // The largest buffer the library makes of a frame is RGBA (VideoConvert to a packed type, or a
+    // stream with format RGBA), and the broker sends it back in one message.
+    return `${f}width × height = ${width}×${height}: the library hands such a frame back as up to ${width * height * 4} bytes (RGBA), over the ${maxBytes}-byte message limit`;
+  }
+  const hazard = typeHazard(type, use, request, f);
+  if (hazard !== undefined) return hazard;
+
+  const bpp = PACKED_BYTES_PER_PIXEL[type];
+  if (bpp !== undefined) {
+    const stride = packedStride(info, bpp);
+    if (stride < width * bpp) {
+      return `${f}stride = ${stride} is below width × ${bpp} = ${width * bpp} bytes, the least a ${width}-pixel ${name} row takes`;
+    }
+    if (stride * height > U32_MAX) return `${f}stride × height = ${stride} × ${height} exceeds 2^32 − 1 bytes`;
+  } else {
+    const planes = planeSpecs(type, width, height)!;
+    const components = (info.components as ComponentLike[] | undefined) ?? [];
+    if (components.length !== planes.length) {
+      return `${f}components: ${name} needs ${planes.length} components (${planes.map((p) => p.name).join(', ')}), got ${components.length}`;
+    }
+    for (const [i, plane] of planes.entries()) {
+      const stride = Number(components[i]!.stride ?? 0);
+      const size = Number(components[i]!.size ?? 0);
+      const what = `the ${name} ${plane.name} plane of a ${width}×${height} frame`;
+      if (stride < plane.minStride) {
+        return `${f}components[${i}].stride = ${stride} is below ${plane.minStride}, the width of ${what}${plane.sampleBytes === 2 ? ' (I010 strides count 16-bit samples)' : ''}`;
+      }
+      const expected = stride * plane.rows * plane.sampleBytes;
+      if (size !== expected) {
+        const formula = plane.sampleBytes === 2 ? `2 bytes × stride ${stride} × ${plane.rows} rows` : `stride ${stride} × ${plane.rows} rows`;
+        return `${f}components[${i}].size = ${size}; ${what} takes exactly ${expected} bytes (${formula})`;
+      }
+    }
+  }
+
+  return undefined;
+}
+
+// Types the library aborts on (or hands out freed memory for) in one use or the other.
+function typeHazard(type: number, use: Use, request: SchemaMessage | undefined, f: string): string | undefined {
+  const unknownUse = use === undefined ? '; this broker refuses it in every request until it can tell a capture from a convert' : '';
+  if (use !== 'capture') {
+    if (type === VideoType.ABGR) {
+      return `${f}type = ABGR: VideoConvertRequest aborts liblivekit_ffi 0.12.75 on ABGR input (cvt_abgr asserts RGBA)${unknownUse}; reorder the bytes to RGBA in the worker`;
+    }
+    if (use === 'convert') {
+      const dstType = Number(request!.dstType ?? 0);
+      if (!Number.isInteger(dstType) || dstType < 0 || dstType >= TYPE_NAMES.length) {
+        return `dst_type = ${dstType} is not a VideoBufferType (0 RGBA … 10 NV12)`;
+      }
+      if (type === VideoType.NV12 && dstType === VideoType.NV12) {
+        return 'buffer.type = NV12 with dst_type = NV12: VideoConvertRequest aborts liblivekit_ffi 0.12.75 (it writes the UV plane with stride (width + 1) / 2, which imgproc rejects); the frame is NV12 already';
+      }
+    }
+  }
+  if (use !== 'convert') {
+    const toI420 = use === 'capture' ? `; convert it to I420 first (VideoConvertRequest ${videoTypeName(type)} → I420)` : '';
+    if (type === VideoType.NV12) {
+      return `${f}type = NV12: an NV12 frame aborts liblivekit_ffi 0.12.75 once it reaches a video stream (libwebrtc video_frame.rs: unreachable buffer type)${unknownUse}${toI420}`;
+    }
+    if (type === VideoType.I010) {
+      return `${f}type = I010: the library copies only half of each captured I010 plane, and a stream converting I010 frames aborts it${unknownUse}${toI420}`;
+    }
+    if (type === VideoType.I444) {
+      return `${f}type = I444: a captured I444 frame reaches streams without a format with its V plane pointing into freed memory (cvt_i444)${unknownUse}${toI420}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The problem with the video buffer of a request that carries one to the library
+ * (CaptureVideoFrameRequest, VideoConvertRequest), field paths from the request; undefined when
+ * there is none or the request is of another kind.
+ */
+export function videoRequestProblem(request: SchemaMessage, maxBytes?: number): string | undefined {
+  if (useOf(request) === undefined) return undefined;
+  const buffer = request.buffer as SchemaMessage | undefined;
+  if (buffer === undefined) return undefined; // a required field: the encoder refuses the request
+  return videoBufferProblem(buffer, request, maxBytes);
 }

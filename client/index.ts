@@ -11,6 +11,7 @@ export {
 } from './broker_client.js';
 export { BrokerError, Error_Code, errorCodeName } from './broker_error.js';
 export { allocatePointer, audioBuffer, audioSamples, bufferAt, dataBuffer, type AudioBufferInfoLike, type BufferMap } from './media.js';
+export { packedBytesPerPixel, videoFrameBuffer, videoPlaneLayout, videoPlanes, VideoBufferType, type VideoBufferInfoLike, type VideoFrameBuffer, type VideoFrameOptions, type VideoPlane, type VideoPlaneLayout } from './video.js';
 export { DEFAULT_ADDRESS, parseAddress, type BrokerAddress } from './address.js';
 export type {
   EventsDropped,

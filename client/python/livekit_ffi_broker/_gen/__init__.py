@@ -1,0 +1,1 @@
+"""Generated from proto/ffi_broker.proto by generate.py; do not edit."""

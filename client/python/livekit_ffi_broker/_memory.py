@@ -1,0 +1,465 @@
+"""Pointer fields across the process boundary, driven by the shared table (pointer_fields.json).
+
+Requests: every pointer field the SDK set names memory of this process. Its bytes are read here
+(ctypes.string_at) and sent as Buffer{ptr, data}, keyed by the pointer's value; touching or
+overlapping ranges (a video frame and its planes) travel as one Buffer, since the broker accepts
+pointers inside a Buffer. In-out memory (APM) is written back from the Response's Buffers.
+
+Responses and events: every Buffer is copied into memory of this process and each pointer field is
+rewritten to the same offset in the copy. The copy lives as long as what owns it on the SDK side:
+
+- under an Owned* message of ``memory_handles`` (audio/video frame buffers, data packets): until
+  the SDK disposes that handle (FfiHandle.dispose -> livekit_ffi_drop_handle). The broker already
+  dropped the native handle, so the drop only frees the copy and never reaches the broker;
+- in a response, outside such a message (the sox resampler's output_ptr): until the next response
+  to a request naming the same ``*_handle`` (the next push/flush on that resampler) or until that
+  handle is dropped, which is the library's own lifetime for that memory;
+- in an event, outside such a message (none in the 0.12.75 schema): until the next event of the
+  same kind.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Callable, Iterable, Optional
+
+from ._errors import INVALID_REQUEST, RESOURCE_EXHAUSTED, BrokerError
+
+logger = logging.getLogger("livekit_ffi_broker")
+
+OWNED_HANDLE_TYPE = "livekit.proto.FfiOwnedHandle"
+# livekit.proto.VideoBufferType: RGBA ABGR ARGB BGRA RGB24 are packed (stride x height bytes).
+_PACKED_VIDEO_TYPES = frozenset({0, 1, 2, 3, 4})
+# Buffers of one message closer than this are copied into one allocation, so that pointers keep
+# their distances (the SDK reads a video frame as one block from data_ptr).
+_CLUSTER_GAP = 64 * 1024
+_UINT64 = 4  # FieldDescriptor.TYPE_UINT64
+
+
+def _product(fields: list[str], times: int) -> Callable[[Any], int]:
+    def size(holder: Any) -> int:
+        total = times
+        for name in fields:
+            total *= int(getattr(holder, name))
+        return total
+
+    return size
+
+
+def _field(name: str) -> Callable[[Any], int]:
+    return lambda holder: int(getattr(holder, name))
+
+
+def video_frame_bytes(info: Any) -> int:
+    """Bytes a VideoBufferInfo's data_ptr covers (the rule of broker/video_layout.ts)."""
+    if int(info.type) in _PACKED_VIDEO_TYPES:
+        return int(info.stride) * int(info.height)
+    components = info.components
+    return int(components[0].size) if len(components) > 0 else 0
+
+
+@dataclass(frozen=True)
+class PointerEntry:
+    message: str
+    field: str
+    size: Callable[[Any], int]
+    request: Optional[str]  # "copy-in" | "in-out" | None
+    output: Optional[str]  # "copy-out" | None
+
+
+class PointerTable:
+    def __init__(self, table: dict[str, Any]) -> None:
+        self.entries: dict[tuple[str, str], PointerEntry] = {}
+        for item in table["fields"]:
+            rule = item["size"]
+            if "video" in rule:
+                size = video_frame_bytes
+            elif "field" in rule:
+                size = _field(rule["field"])
+            else:
+                size = _product(list(rule["product"]), int(rule["times"]))
+            entry = PointerEntry(item["message"], item["field"], size, item.get("request"), item.get("output"))
+            self.entries[(entry.message, entry.field)] = entry
+        self.memory_types: frozenset[str] = frozenset(table["memory_handles"]["types"])
+
+    @classmethod
+    def load(cls) -> "PointerTable":
+        text = resources.files("livekit_ffi_broker").joinpath("pointer_fields.json").read_text()
+        return cls(json.loads(text))
+
+
+class _Plan:
+    """What a message type holds that matters here, computed once per type."""
+
+    __slots__ = ("name", "pointers", "children", "is_memory", "is_owned_handle", "relevant")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # field name -> PointerEntry, or None for a *_ptr field the table does not know
+        self.pointers: dict[str, Optional[PointerEntry]] = {}
+        # field name -> (child type name, is_map)
+        self.children: dict[str, tuple[str, bool]] = {}
+        self.is_memory = False
+        self.is_owned_handle = name == OWNED_HANDLE_TYPE
+        self.relevant = False
+
+
+class Planner:
+    """Per message type: pointer fields, FfiOwnedHandles and the children that can lead to them."""
+
+    def __init__(self, table: PointerTable) -> None:
+        self.table = table
+        self._plans: dict[str, _Plan] = {}
+        self._lock = threading.Lock()
+
+    def plan(self, descriptor: Any) -> _Plan:
+        plan = self._plans.get(descriptor.full_name)
+        if plan is not None:
+            return plan
+        with self._lock:
+            self._build(descriptor)
+            return self._plans[descriptor.full_name]
+
+    def _build(self, root: Any) -> None:
+        if root.full_name in self._plans:
+            return
+        new: dict[str, _Plan] = {}
+        stack = [root]
+        while stack:
+            desc = stack.pop()
+            if desc.full_name in self._plans or desc.full_name in new:
+                continue
+            plan = _Plan(desc.full_name)
+            plan.is_memory = desc.full_name in self.table.memory_types
+            new[desc.full_name] = plan
+            for field in desc.fields:
+                if field.message_type is not None:
+                    child = field.message_type
+                    is_map = child.GetOptions().map_entry
+                    if is_map:
+                        value = child.fields_by_name.get("value")
+                        if value is None or value.message_type is None:
+                            continue
+                        child = value.message_type
+                    plan.children[field.name] = (child.full_name, is_map)
+                    stack.append(child)
+                elif field.type == _UINT64 and field.name.endswith("_ptr"):
+                    plan.pointers[field.name] = self.table.entries.get((desc.full_name, field.name))
+        # Relevance: a fixed point, the schema has cycles.
+        everything = {**self._plans, **new}
+        for plan in new.values():
+            plan.relevant = plan.is_owned_handle or bool(plan.pointers)
+        changed = True
+        while changed:
+            changed = False
+            for plan in new.values():
+                if plan.relevant:
+                    continue
+                if any(everything[name].relevant for name, _ in plan.children.values()):
+                    plan.relevant = True
+                    changed = True
+        for plan in new.values():
+            plan.children = {k: v for k, v in plan.children.items() if everything[v[0]].relevant}
+        self._plans.update(new)
+
+
+@dataclass
+class PointerRef:
+    holder: Any
+    field: str
+    ptr: int
+    entry: Optional[PointerEntry]
+    owner: Optional[int]  # the memory handle whose message holds this pointer
+
+
+def walk(
+    planner: Planner,
+    message: Any,
+    on_pointer: Callable[[PointerRef], None],
+    on_handle: Optional[Callable[[int, str, bool], None]] = None,
+) -> None:
+    """Visit the pointer fields (set, non-zero) and FfiOwnedHandles of ``message``, depth first.
+
+    ``on_handle(id, holder type name, holder is a memory-handle type)``."""
+    stack: list[tuple[Any, Optional[int]]] = [(message, None)]
+    while stack:
+        msg, owner = stack.pop()
+        plan = planner.plan(msg.DESCRIPTOR)
+        if not plan.relevant:
+            continue
+        if plan.is_memory and msg.HasField("handle"):
+            owner = int(msg.handle.id)
+        for field, value in msg.ListFields():
+            name = field.name
+            if name in plan.pointers:
+                if value:
+                    on_pointer(PointerRef(msg, name, int(value), plan.pointers[name], owner))
+                continue
+            child = plan.children.get(name)
+            if child is None:
+                continue
+            child_name, is_map = child
+            if child_name == OWNED_HANDLE_TYPE:
+                if on_handle is not None:
+                    for handle in value if field.is_repeated else (value,):
+                        on_handle(int(handle.id), plan.name, plan.is_memory)
+                continue
+            if is_map:
+                stack.extend((v, owner) for v in value.values())
+            elif field.is_repeated:
+                stack.extend((v, owner) for v in value)
+            else:
+                stack.append((value, owner))
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass
+class RequestMemory:
+    buffers: list[tuple[int, bytes]]  # (ptr, data): what travels as Request.buffers
+    in_out: list[tuple[int, int]]  # (ptr, size): memory to write back from the Response
+    handle_key: Optional[int]  # first *_handle the request names (owner of loose response memory)
+    kind: str
+
+
+def _request_kind(request: Any) -> tuple[str, Any]:
+    which = request.WhichOneof("message")
+    if which is None:
+        raise BrokerError(INVALID_REQUEST, "FfiRequest has no request set in its oneof")
+    return which, getattr(request, which)
+
+
+def _first_handle(message: Any) -> Optional[int]:
+    for field, value in message.ListFields():
+        if field.type == _UINT64 and field.name.endswith("_handle") and not field.is_repeated:
+            return int(value)
+    return None
+
+
+def collect_request(planner: Planner, request: Any, max_bytes: int) -> RequestMemory:
+    """Read the memory behind every pointer field of an FfiRequest (in this process)."""
+    kind, body = _request_kind(request)
+    ranges: list[list[int]] = []
+    in_out: list[tuple[int, int]] = []
+
+    def on_pointer(ref: PointerRef) -> None:
+        entry = ref.entry
+        holder_name = ref.holder.DESCRIPTOR.name
+        if entry is None or entry.request is None:
+            raise BrokerError(
+                INVALID_REQUEST,
+                f"{kind}: {holder_name}.{ref.field} is a pointer field that the broker's pointer table "
+                "(liblivekit_ffi 0.12.75 schema) does not carry across processes; this request is newer "
+                "than the broker supports",
+            )
+        size = entry.size(ref.holder)
+        if size < 0 or size > max_bytes:
+            raise BrokerError(
+                RESOURCE_EXHAUSTED,
+                f"{kind}: {holder_name}.{ref.field} implies {size} bytes, over the {max_bytes}-byte message limit",
+            )
+        if size == 0:
+            return
+        ranges.append([ref.ptr, ref.ptr + size])
+        if entry.request == "in-out":
+            in_out.append((ref.ptr, size))
+
+    walk(planner, body, on_pointer)
+    buffers: list[tuple[int, bytes]] = []
+    if ranges:
+        ranges.sort()
+        merged = [ranges[0]]
+        for start, end in ranges[1:]:
+            last = merged[-1]
+            if start <= last[1]:
+                last[1] = max(last[1], end)
+            else:
+                merged.append([start, end])
+        total = sum(end - start for start, end in merged)
+        if total > max_bytes:
+            raise BrokerError(RESOURCE_EXHAUSTED, f"{kind}: its memory is {total} bytes, over the {max_bytes}-byte message limit")
+        buffers = [(start, ctypes.string_at(start, end - start)) for start, end in merged]
+    return RequestMemory(buffers, in_out, _first_handle(body), kind)
+
+
+def write_back(in_out: list[tuple[int, int]], buffers: Iterable[Any]) -> set[int]:
+    """Copy in-out results into this process's memory; returns the ptrs written."""
+    wanted = dict(in_out)
+    written: set[int] = set()
+    for buf in buffers:
+        size = wanted.get(buf.ptr)
+        if size is None:
+            continue
+        data = buf.data
+        ctypes.memmove(buf.ptr, data, min(len(data), size))
+        written.add(buf.ptr)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses and events
+
+
+class _Cluster:
+    __slots__ = ("start", "end", "pieces", "memory", "address")
+
+    def __init__(self, start: int, data: bytes) -> None:
+        self.start = start
+        self.end = start + len(data)
+        self.pieces: list[tuple[int, bytes]] = [(start, data)]
+        self.memory: Optional[bytearray] = None
+        self.address = 0
+
+    def materialize(self) -> int:
+        if self.memory is None:
+            if len(self.pieces) == 1:
+                memory = bytearray(self.pieces[0][1])
+            else:
+                memory = bytearray(self.end - self.start)
+                for ptr, data in self.pieces:
+                    offset = ptr - self.start
+                    memory[offset : offset + len(data)] = data
+            if len(memory) == 0:
+                memory = bytearray(1)  # a valid, non-null address for an empty region
+            self.memory = memory
+            self.address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+        return self.address
+
+
+class OutputMemory:
+    """The copies of memory that responses and events point at, and who keeps each alive."""
+
+    WARN_BYTES = 256 * 1024 * 1024
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+        self._lock = threading.RLock()  # RLock: a drop may come from a __del__ run by GC anywhere
+        self._by_handle: dict[int, list[bytearray]] = {}
+        self._handle_bytes: dict[int, int] = {}
+        self._loose: dict[Any, list[bytearray]] = {}
+        self._held_bytes = 0
+        self._warn_at = self.WARN_BYTES
+        self._warned_fields: set[str] = set()
+
+    # What the broker answered ------------------------------------------------------------
+
+    def take(
+        self,
+        body: Any,
+        buffers: Iterable[Any],
+        loose_key: Any,
+        on_owned_handle: Callable[[int, str], None],
+    ) -> None:
+        """Rewrite the pointer fields of ``body`` (the chosen oneof of a response or event) to
+        copies of ``buffers`` in this process, and report the non-memory handles it carries.
+
+        ``loose_key`` (a tuple: ``("handle", h)`` or ``("kind", name)``) keeps the copies that no
+        memory handle owns, replacing what the previous message with the same key kept."""
+        clusters = self._clusters(buffers)
+        refs: list[PointerRef] = []
+        memory_handles: set[int] = set()
+
+        def on_handle(handle: int, holder: str, is_memory: bool) -> None:
+            if is_memory:
+                memory_handles.add(handle)
+            else:
+                on_owned_handle(handle, holder)
+
+        walk(self.planner, body, refs.append, on_handle)
+        if not refs and not memory_handles:
+            return
+        owners: dict[Any, list[bytearray]] = {}
+        for ref in refs:
+            entry = ref.entry
+            key = ref.owner if ref.owner is not None else loose_key
+            if entry is None or entry.output is None:
+                self._warn_field(ref, "the broker does not copy it; the field was set to 0")
+                setattr(ref.holder, ref.field, 0)
+                continue
+            cluster = self._find(clusters, ref.ptr)
+            if cluster is None:
+                size = max(entry.size(ref.holder), 1)
+                self._warn_field(ref, f"no Buffer came with it; it points at {size} zero bytes instead")
+                cluster = _Cluster(ref.ptr, bytes(size))
+            address = cluster.materialize() + (ref.ptr - cluster.start)
+            setattr(ref.holder, ref.field, address)
+            held = owners.setdefault(key, [])
+            if not any(m is cluster.memory for m in held):
+                held.append(cluster.memory)  # type: ignore[arg-type]
+        with self._lock:
+            for handle in memory_handles:
+                self._by_handle.setdefault(handle, [])
+            for key, memories in owners.items():
+                if not isinstance(key, tuple):
+                    self._by_handle.setdefault(key, []).extend(memories)
+                    size = sum(len(m) for m in memories)
+                    self._handle_bytes[key] = self._handle_bytes.get(key, 0) + size
+                    self._held_bytes += size
+                else:
+                    self._loose[key] = memories
+            if self._held_bytes >= self._warn_at:
+                logger.warning(
+                    "%d MiB of frame memory received from the broker is still held: the SDK has not "
+                    "disposed the handles of %d frames (an AudioStream/VideoStream nobody reads?)",
+                    self._held_bytes >> 20,
+                    len(self._by_handle),
+                )
+                self._warn_at *= 2
+
+    @staticmethod
+    def _clusters(buffers: Iterable[Any]) -> list[_Cluster]:
+        items = sorted(((int(b.ptr), b.data) for b in buffers), key=lambda item: item[0])
+        clusters: list[_Cluster] = []
+        for ptr, data in items:
+            last = clusters[-1] if clusters else None
+            if last is not None and ptr - last.end <= _CLUSTER_GAP:
+                last.pieces.append((ptr, data))
+                last.end = max(last.end, ptr + len(data))
+            else:
+                clusters.append(_Cluster(ptr, data))
+        return clusters
+
+    @staticmethod
+    def _find(clusters: list[_Cluster], ptr: int) -> Optional[_Cluster]:
+        for cluster in clusters:
+            for start, data in cluster.pieces:
+                if start <= ptr < start + max(len(data), 1):
+                    return cluster
+        return None
+
+    def _warn_field(self, ref: PointerRef, what: str) -> None:
+        key = f"{ref.holder.DESCRIPTOR.full_name}.{ref.field}"
+        if key in self._warned_fields:
+            return
+        self._warned_fields.add(key)
+        logger.warning("pointer field %s in a message from the broker: %s", key, what)
+
+    # What the SDK releases ------------------------------------------------------------------
+
+    def is_memory_handle(self, handle: int) -> bool:
+        with self._lock:
+            return handle in self._by_handle
+
+    def release(self, handle: int) -> bool:
+        """Free what ``handle`` keeps alive; True if it was a memory handle (nothing to tell the broker)."""
+        with self._lock:
+            self._loose.pop(("handle", handle), None)
+            memories = self._by_handle.pop(handle, None)
+            if memories is None:
+                return False
+            self._held_bytes -= self._handle_bytes.pop(handle, 0)
+            if self._held_bytes < self._warn_at // 2 and self._warn_at > self.WARN_BYTES:
+                self._warn_at = max(self.WARN_BYTES, self._warn_at // 2)
+            return True
+
+    @property
+    def held(self) -> tuple[int, int]:
+        """(memory handles not yet disposed, bytes they keep)."""
+        with self._lock:
+            return len(self._by_handle), self._held_bytes

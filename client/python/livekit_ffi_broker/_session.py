@@ -1,0 +1,542 @@
+"""One process's connection to the broker: a gRPC channel with one Session stream at a time.
+
+Threads: the caller of ``request`` blocks until its Response (the SDK's FfiClient.request is
+synchronous); gRPC's own thread consumes the outgoing queue; one reader thread of ours reads the
+ServerMessages in order, resolves Responses and hands decoded, materialized FfiEvents to
+``on_event`` (FfiQueue.put, which uses loop.call_soon_threadsafe as the native callback does).
+
+A Connection belongs to the process that created it. After fork() the child never touches the
+parent's channel, stream or threads (they are kept referenced, so no destructor runs on them in
+the child); the child's own FfiClient opens its own channel and session.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from . import _errors
+from ._address import grpc_target
+from ._errors import BrokerError, BrokerUnavailable
+from ._memory import OutputMemory, Planner, PointerTable, RequestMemory, collect_request, write_back
+
+logger = logging.getLogger("livekit_ffi_broker")
+
+SESSION_METHOD = "/livekit.ffi_broker.v1.FfiBroker/Session"
+INFO_METHOD = "/livekit.ffi_broker.v1.FfiBroker/Info"
+
+MiB = 1024 * 1024
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+CONNECT_TIMEOUT_S = _env_float("LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT", 10.0)
+REQUEST_TIMEOUT_S = _env_float("LIVEKIT_FFI_BROKER_REQUEST_TIMEOUT", 60.0)
+MAX_MESSAGE_BYTES = int(_env_float("LIVEKIT_FFI_BROKER_MAX_MESSAGE_BYTES", 64 * MiB))
+CLOSE_GRACE_S = 2.0
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+    # One channel per process and per broker: never share a subchannel with another channel.
+    ("grpc.use_local_subchannel_pool", 1),
+]
+
+_table: Optional[PointerTable] = None
+_planner: Optional[Planner] = None
+_planner_lock = threading.Lock()
+
+
+def planner() -> Planner:
+    global _table, _planner
+    with _planner_lock:
+        if _planner is None:
+            _table = PointerTable.load()
+            _planner = Planner(_table)
+        return _planner
+
+
+def _pb():
+    from ._gen import ffi_broker_pb2
+
+    return ffi_broker_pb2
+
+
+def _grpc_error_text(err: BaseException) -> str:
+    code = getattr(err, "code", None)
+    details = getattr(err, "details", None)
+    if callable(code) and callable(details):
+        try:
+            return f"gRPC {code().name}: {details()}"
+        except Exception:  # noqa: BLE001
+            pass
+    return repr(err)
+
+
+# Owned* types of streams whose reader, in the SDK, waits for an EOS event after disposing the
+# stream's handle (AudioStream.aclose, VideoStream.aclose): FfiEvent field, event message field.
+STREAM_EOS = {
+    "livekit.proto.OwnedAudioStream": "audio_stream_event",
+    "livekit.proto.OwnedVideoStream": "video_stream_event",
+}
+
+
+class _Waiter:
+    __slots__ = ("event", "memory", "response", "error", "callback")
+
+    def __init__(
+        self,
+        memory: Optional[RequestMemory],
+        callback: Optional[Callable[[Optional[BaseException]], None]] = None,
+    ) -> None:
+        self.event = threading.Event()
+        self.memory = memory
+        self.response: Any = None
+        self.error: Optional[BaseException] = None
+        self.callback = callback
+
+    def resolve(self) -> None:
+        if self.callback is not None:
+            try:
+                self.callback(self.error)
+            except Exception:  # noqa: BLE001
+                logger.exception("livekit-ffi-broker: completion callback failed")
+        self.event.set()
+
+
+class _Session:
+    """One Session stream. Not reused: a failed or closed session is replaced by a new one."""
+
+    def __init__(self, connection: "Connection") -> None:
+        import grpc
+
+        pb = _pb()
+        self.connection = connection
+        self.address = connection.address
+        self.pid = os.getpid()
+        self.state = "connecting"  # connecting | open | closing | closed | failed
+        self.failure: Optional[BrokerError] = None
+        self.failure_reported = False
+        self.welcome: Any = None
+        # handles this session owns -> their Owned* type name
+        self.owned: dict[int, str] = {}
+        # stream handles whose EOS this client delivered itself (see Connection.drop_handle)
+        self.eos_delivered: set[int] = set()
+        self.pending: dict[int, _Waiter] = {}
+        self.lock = threading.Lock()
+        self.welcomed = threading.Event()
+        self.ended = threading.Event()
+        self.last_seq = 0
+        self.outgoing: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self.channel = grpc.insecure_channel(grpc_target(self.address), options=CHANNEL_OPTIONS)
+        stream = self.channel.stream_stream(
+            SESSION_METHOD,
+            request_serializer=pb.ClientMessage.SerializeToString,
+            response_deserializer=pb.ServerMessage.FromString,
+        )
+        self.call = stream(self._outgoing_messages())
+        self.outgoing.put(
+            pb.ClientMessage(
+                hello=pb.Hello(
+                    client_name=connection.client_name,
+                    client_version=connection.client_version,
+                    pid=self.pid,
+                )
+            )
+        )
+        self.reader = threading.Thread(
+            target=self._read, name=f"livekit-ffi-broker-reader-{self.pid}", daemon=True
+        )
+        self.reader.start()
+
+    # Outgoing ---------------------------------------------------------------------------------
+
+    def _outgoing_messages(self):
+        while True:
+            message = self.outgoing.get()
+            if message is None:
+                return
+            yield message
+
+    def send(self, message: Any) -> None:
+        self.outgoing.put(message)
+
+    # Lifecycle --------------------------------------------------------------------------------
+
+    def wait_welcome(self, timeout: float) -> None:
+        if not self.welcomed.wait(timeout):
+            self.fail(BrokerUnavailable(f"no Welcome from the broker at {self.address} within {timeout:g} s"))
+            self.call.cancel()
+        if self.state != "open":
+            assert self.failure is not None
+            self.failure_reported = True
+            raise self.failure
+
+    def close(self, grace: float) -> None:
+        """Half-close the stream (the broker then drops every handle of the session) and wait a
+        little for the broker to finish it."""
+        with self.lock:
+            if self.state not in ("open", "connecting"):
+                return
+            self.state = "closing"
+            pending = list(self.pending.values())
+            self.pending.clear()
+        for waiter in pending:
+            waiter.error = BrokerUnavailable("session closed")
+            waiter.resolve()
+        self.outgoing.put(None)
+        if not self.ended.wait(grace):
+            self.call.cancel()
+
+    def fail(self, error: BrokerError) -> None:
+        with self.lock:
+            if self.state in ("failed", "closed"):
+                return
+            closing = self.state == "closing"
+            self.state = "closed" if closing else "failed"
+            self.failure = None if closing else error
+            pending = list(self.pending.values())
+            self.pending.clear()
+        self.welcomed.set()
+        for waiter in pending:
+            waiter.error = error
+            waiter.resolve()
+        if not closing:
+            # Every waiting request gets the error now, and so does the next request made
+            # (Connection.session); the one after that opens a new session.
+            self.failure_reported = False
+            logger.error("livekit-ffi-broker: %s", error.detail)
+            # Streams of a lost session end: their readers get an EOS instead of waiting forever.
+            for handle, type_name in list(self.owned.items()):
+                if type_name in STREAM_EOS:
+                    self.connection.deliver_eos(self, handle, type_name)
+        self.outgoing.put(None)
+
+    # Requests ---------------------------------------------------------------------------------
+
+    def start_drop(self, request_id: int, handle: int, callback: Callable[[Optional[BaseException]], None]) -> None:
+        """DropHandles with a request_id: ``callback`` runs (on the reader thread) once the broker
+        has dropped the handle, after every event it sent before, or when the session ends."""
+        pb = _pb()
+        waiter = _Waiter(None, callback)
+        with self.lock:
+            if self.state != "open":
+                waiter.error = self.failure or BrokerUnavailable("session closed")
+                pending = False
+            else:
+                self.pending[request_id] = waiter
+                pending = True
+        if not pending:
+            waiter.resolve()
+            return
+        self.send(pb.ClientMessage(drop_handles=pb.DropHandles(handles=[handle], request_id=request_id)))
+
+    def start_request(self, request_id: int, ffi_request: bytes, memory: RequestMemory) -> _Waiter:
+        pb = _pb()
+        waiter = _Waiter(memory)
+        with self.lock:
+            if self.state != "open":
+                raise self.failure or BrokerUnavailable("session closed")
+            self.pending[request_id] = waiter
+        self.send(
+            pb.ClientMessage(
+                request=pb.Request(
+                    request_id=request_id,
+                    ffi_request=ffi_request,
+                    buffers=[pb.Buffer(ptr=ptr, data=data) for ptr, data in memory.buffers],
+                )
+            )
+        )
+        return waiter
+
+    def forget(self, request_id: int) -> None:
+        with self.lock:
+            self.pending.pop(request_id, None)
+
+    # Incoming ---------------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        error: Optional[BrokerError] = None
+        try:
+            for message in self.call:
+                self._on_message(message)
+        except Exception as err:  # noqa: BLE001 - grpc.RpcError and anything unexpected
+            if self.state == "connecting":
+                error = BrokerUnavailable(f"could not open a session with the broker at {self.address}: {_grpc_error_text(err)}")
+            else:
+                error = BrokerUnavailable(f"session with the broker at {self.address} failed: {_grpc_error_text(err)}")
+        finally:
+            if error is None:
+                if self.state == "connecting":
+                    error = BrokerUnavailable(f"the broker at {self.address} ended the session before Welcome")
+                else:
+                    error = BrokerUnavailable(f"session ended by the broker at {self.address}")
+            self.fail(error)
+            self.ended.set()
+            try:
+                self.channel.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _on_message(self, message: Any) -> None:
+        which = message.WhichOneof("message")
+        if self.state == "connecting":
+            if which != "welcome":
+                raise BrokerError(_errors.UNAVAILABLE, f"the broker sent {which} before Welcome")
+            self.welcome = message.welcome
+            with self.lock:
+                if self.state == "connecting":
+                    self.state = "open"
+            self.welcomed.set()
+            return
+        if which == "response":
+            self._on_response(message.response)
+        elif which == "events":
+            self._on_events(message.events)
+        elif which == "notice":
+            self._on_notice(message.notice)
+
+    def _on_response(self, response: Any) -> None:
+        with self.lock:
+            waiter = self.pending.pop(response.request_id, None)
+        if waiter is None:
+            return  # timed out, or closed meanwhile
+        try:
+            if response.HasField("error"):
+                waiter.error = self.connection.contract_error(response.error, waiter.memory)
+                return
+            if waiter.callback is not None:  # a DropHandles acknowledgement
+                return
+            memory = waiter.memory
+            buffers = list(response.buffers)
+            if memory is not None and memory.in_out:
+                written = write_back(memory.in_out, buffers)
+                buffers = [b for b in buffers if b.ptr not in written]
+            waiter.response = self.connection.take_response(self, response.ffi_response, buffers, memory)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            waiter.error = err
+        finally:
+            waiter.resolve()
+
+    def _on_events(self, batch: Any) -> None:
+        for item in batch.events:
+            if self.state != "open":
+                return
+            if item.seq != self.last_seq + 1 and self.last_seq != 0:
+                logger.debug("event seq %d after %d", item.seq, self.last_seq)
+            self.last_seq = item.seq
+            try:
+                self.connection.take_event(self, item.ffi_event, item.buffers)
+            except Exception:  # noqa: BLE001 - one bad event must not end the session
+                logger.exception("livekit-ffi-broker: could not deliver event seq %d", item.seq)
+
+    def _on_notice(self, notice: Any) -> None:
+        which = notice.WhichOneof("notice")
+        if which == "ffi_panic":
+            # Without a broker the SDK SIGTERMs its own process on a panic. Here the panic is the
+            # broker's, which ends every session soon; this process is fine, so log and go on.
+            logger.error("liblivekit_ffi panicked in the broker: %s", notice.ffi_panic.message)
+        elif which == "shutting_down":
+            logger.warning("the broker is shutting down (grace %d ms)", notice.shutting_down.grace_ms)
+        elif which == "events_dropped":
+            dropped = notice.events_dropped
+            logger.warning(
+                "the broker dropped %d events of this session from seq %d: %s",
+                dropped.count,
+                dropped.first_seq,
+                dropped.reason,
+            )
+
+
+class Connection:
+    """What one process needs to run FfiRequests through the broker."""
+
+    def __init__(
+        self,
+        address: str,
+        response_type: Any,
+        event_type: Any,
+        on_event: Callable[[Any], None],
+        client_name: str = "python-worker",
+        client_version: str = "",
+    ) -> None:
+        grpc_target(address)  # a bad address fails here, not later
+        self.address = address
+        self.pid = os.getpid()
+        self.client_name = client_name
+        self.client_version = client_version
+        self.response_type = response_type
+        self.event_type = event_type
+        self.on_event = on_event
+        self.planner = planner()
+        self.memory = OutputMemory(self.planner)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._session: Optional[_Session] = None
+        self._closed = False
+
+    # Sessions -----------------------------------------------------------------------------------
+
+    def session(self) -> _Session:
+        with self._lock:
+            if self._closed:
+                raise BrokerUnavailable("the connection to the broker was closed (FfiClient disposed)")
+            session = self._session
+            if session is not None:
+                if session.state == "open":
+                    return session
+                if session.state == "failed" and not session.failure_reported:
+                    session.failure_reported = True
+                    assert session.failure is not None
+                    raise session.failure
+            session = _Session(self)
+            self._session = session
+        session.wait_welcome(CONNECT_TIMEOUT_S)
+        welcome = session.welcome
+        logger.info(
+            "livekit-ffi-broker: session %s with the broker at %s (broker %s, liblivekit_ffi %s)",
+            welcome.session_id,
+            self.address,
+            welcome.broker_version,
+            welcome.ffi_version,
+        )
+        return session
+
+    def close(self, grace: float = CLOSE_GRACE_S) -> None:
+        with self._lock:
+            self._closed = True
+            session = self._session
+        if session is not None and session.pid == os.getpid():
+            session.close(grace)
+
+    # Requests -----------------------------------------------------------------------------------
+
+    def request(self, request: Any) -> Any:
+        memory = collect_request(self.planner, request, MAX_MESSAGE_BYTES)
+        ffi_request = request.SerializeToString()
+        session = self.session()
+        request_id = next(self._ids)
+        waiter = session.start_request(request_id, ffi_request, memory)
+        if not waiter.event.wait(REQUEST_TIMEOUT_S):
+            session.forget(request_id)
+            raise BrokerUnavailable(
+                f"no answer from the broker at {self.address} to {memory.kind} within {REQUEST_TIMEOUT_S:g} s"
+            )
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.response
+
+    def contract_error(self, error: Any, memory: Optional[RequestMemory]) -> BrokerError:
+        message = error.message
+        if memory is not None and error.code == _errors.INVALID_REQUEST and "no request set in its oneof" in message:
+            message += (
+                f" (the SDK's {memory.kind} request is newer than the broker's liblivekit_ffi schema)"
+            )
+        return _errors.from_contract(error.code, message)
+
+    def take_response(self, session: _Session, data: bytes, buffers: list, memory: Optional[RequestMemory]) -> Any:
+        response = self.response_type.FromString(data)
+        which = response.WhichOneof("message")
+        if which is None:
+            return response
+        if memory is not None and memory.handle_key is not None:
+            loose_key: Any = ("handle", memory.handle_key)
+        else:
+            loose_key = ("kind", "response", which)
+        self.memory.take(getattr(response, which), buffers, loose_key, session.owned.__setitem__)
+        return response
+
+    def take_event(self, session: _Session, data: bytes, buffers: Any) -> None:
+        event = self.event_type.FromString(data)
+        which = event.WhichOneof("message")
+        if which is None:
+            return
+        if which in ("audio_stream_event", "video_stream_event"):
+            body = getattr(event, which)
+            if body.WhichOneof("message") == "eos" and body.stream_handle in session.eos_delivered:
+                session.eos_delivered.discard(body.stream_handle)
+                return  # this client delivered it already
+        self.memory.take(getattr(event, which), buffers, ("kind", "event", which), session.owned.__setitem__)
+        self.on_event(event)
+
+    def deliver_eos(self, session: _Session, handle: int, type_name: str) -> None:
+        """Deliver the EOS event of a stream whose handle was dropped (or whose session ended).
+
+        The SDK's AudioStream/VideoStream.aclose() disposes the stream's handle, then waits for the
+        stream's EOS event, which the library sends after the drop. The broker has forgotten the
+        handle by then and routes that event to nobody, so this client delivers it, after every
+        event the broker sent before the drop; a real EOS arriving later is not delivered twice.
+        """
+        if handle in session.eos_delivered:
+            return
+        if len(session.eos_delivered) > 4096:
+            session.eos_delivered.clear()
+        session.eos_delivered.add(handle)
+        event = self.event_type()
+        body = getattr(event, STREAM_EOS[type_name])
+        body.stream_handle = handle
+        body.eos.SetInParent()
+        try:
+            self.on_event(event)
+        except Exception:  # noqa: BLE001
+            logger.exception("livekit-ffi-broker: could not deliver the EOS of stream %d", handle)
+
+    # Handles ------------------------------------------------------------------------------------
+
+    def drop_handle(self, handle: int) -> bool:
+        """The SDK disposed ``handle``. Memory handles only free their local copy (the broker has
+        dropped them already); handles of the current session go to the broker as DropHandles
+        (fire-and-forget); any other handle (of a parent process before fork, or of a lost
+        session) is not this session's to drop and is ignored."""
+        if self.memory.release(handle):
+            return True
+        session = self._session
+        if session is None or session.pid != os.getpid() or session.state != "open":
+            return True
+        with session.lock:
+            type_name = session.owned.pop(handle, None)
+        if type_name is None:
+            return True
+        if type_name in STREAM_EOS:
+            session.start_drop(
+                next(self._ids), handle, lambda _error: self.deliver_eos(session, handle, type_name)
+            )
+            return True
+        pb = _pb()
+        session.send(pb.ClientMessage(drop_handles=pb.DropHandles(handles=[handle])))
+        return True
+
+
+def broker_info(address: Optional[str] = None, timeout: float = 10.0) -> Any:
+    """The broker's Info (versions, sessions, owned handles) as a livekit.ffi_broker.v1.InfoResponse.
+
+    Uses a channel of its own, closed before returning.
+    """
+    import grpc
+
+    from ._address import resolve_address
+
+    pb = _pb()
+    addr = resolve_address(address)
+    channel = grpc.insecure_channel(grpc_target(addr), options=CHANNEL_OPTIONS)
+    try:
+        info = channel.unary_unary(
+            INFO_METHOD,
+            request_serializer=pb.InfoRequest.SerializeToString,
+            response_deserializer=pb.InfoResponse.FromString,
+        )
+        try:
+            return info(pb.InfoRequest(), timeout=timeout)
+        except grpc.RpcError as err:
+            raise BrokerUnavailable(f"Info from the broker at {addr} failed: {_grpc_error_text(err)}") from None
+    finally:
+        channel.close()
