@@ -55,6 +55,8 @@ function workerGone(call: SessionCall, session: Session): boolean {
   }
 }
 
+// How long after the client's half-close the stream must stay open to count as a clean close.
+const HALF_CLOSE_SETTLE_MS = 50;
 // How often a suspended session checks whether its worker process still exists.
 const WORKER_POLL_MS = 100;
 
@@ -133,9 +135,13 @@ export class Broker {
       }
     });
     call.on('end', () => {
-      const failed = over;
-      finish(false);
-      if (!failed) call.end();
+      // A reset stream ends its readable side too, and reports 'close' only after: the clean
+      // half-close is the one that stays open, so it is told apart a moment later.
+      setTimeout(() => {
+        if (over) return;
+        finish(false);
+        call.end();
+      }, HALF_CLOSE_SETTLE_MS);
     });
     // Anything but the client's own half-close is a broken stream, which the client may resume.
     call.on('cancelled', () => finish(true));
@@ -151,7 +157,7 @@ export class Broker {
       if (session === undefined) throw fail.unknownResume();
       clearTimeout(this.graceTimers.get(session));
       this.graceTimers.delete(session);
-      session.resume(call, { ...welcome, resumed: true });
+      session.resume(call, { ...welcome, resumed: true }, hello.lastSeq);
       session.log.info('session resumed');
       return session;
     }

@@ -55,6 +55,10 @@ export class Session implements EventReceiver {
   private mediaScan = 0;
   private queuedBytes = 0;
   private inFlightBytes = 0;
+  // Events already handed to a transport, kept (within the session buffer) so that a resumed
+  // session can send again what its broken stream may not have delivered.
+  private written: { event: WireEvent; bytes: number }[] = [];
+  private writtenBytes = 0;
   private droppedSinceNotice = 0n;
   private firstDroppedSeq = 0n;
   private closed = false;
@@ -124,11 +128,35 @@ export class Session implements EventReceiver {
     this.inFlightBytes = 0; // what the broken transport held is gone with it
   }
 
-  /** A resumed stream: the Welcome first, then everything queued, in order. */
-  resume(call: SessionCall, welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>): void {
+  /**
+   * A resumed stream: the Welcome first, then the events after `lastSeq` (the last the client
+   * received) that the broker still holds, an EventsDropped notice for those it does not, and
+   * everything queued, in order. lastSeq 0: the client does not know; nothing is sent again.
+   */
+  resume(call: SessionCall, welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>, lastSeq: bigint): void {
     this.call = call;
     this.write(call, { case: 'welcome', value: { ...welcome, $typeName: 'livekit.ffi_broker.v1.Welcome', sessionId: this.id, resumeToken: this.resumeToken } }, 128, false);
+    if (lastSeq > 0n) {
+      const again = this.written.filter((w) => w.event.seq > lastSeq);
+      const firstHeld = again[0]?.event.seq ?? this.firstQueuedSeq();
+      if (firstHeld > lastSeq + 1n) {
+        this.droppedEvents += firstHeld - lastSeq - 1n;
+        this.writeNotice(call, firstHeld - lastSeq - 1n, lastSeq + 1n, 'sent on the broken stream and no longer held by the broker');
+      }
+      if (again.length > 0) {
+        this.eventsDelivered += BigInt(again.length);
+        this.write(call, { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events: again.map((w) => w.event) } }, again.reduce((a, w) => a + w.bytes, 0), false);
+      }
+    }
     this.pump();
+  }
+
+  private firstQueuedSeq(): bigint {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const item = this.queue[i]!;
+      if (item.kind === 'event') return item.event.seq;
+    }
+    return this.seq + 1n;
   }
 
   isAttachedTo(call: SessionCall): boolean {
@@ -192,6 +220,7 @@ export class Session implements EventReceiver {
         if (next.dropped) continue;
         events.push(next.event);
         bytes += next.bytes;
+        this.remember(next.event, next.bytes);
       }
       if (events.length === 0) continue;
       this.eventsDelivered += BigInt(events.length);
@@ -204,13 +233,23 @@ export class Session implements EventReceiver {
     }
   }
 
+  private remember(event: WireEvent, bytes: number): void {
+    this.written.push({ event, bytes });
+    this.writtenBytes += bytes;
+    let drop = 0;
+    while (this.writtenBytes > this.limits.bufferBytes && drop < this.written.length) this.writtenBytes -= this.written[drop++]!.bytes;
+    if (drop > 0) this.written = this.written.slice(drop);
+  }
+
   private writeDropNotice(call: SessionCall): void {
     const dropped = this.droppedSinceNotice;
     this.droppedSinceNotice = 0n;
     this.log.warn({ dropped: Number(dropped), firstSeq: String(this.firstDroppedSeq) }, 'session is not reading fast enough: media frames dropped');
-    const notice = create(NoticeSchema, {
-      notice: { case: 'eventsDropped', value: { $typeName: 'livekit.ffi_broker.v1.EventsDropped', count: dropped, firstSeq: this.firstDroppedSeq, reason: `over the session buffer of ${this.limits.bufferBytes} bytes: the worker is not reading fast enough` } },
-    });
+    this.writeNotice(call, dropped, this.firstDroppedSeq, `over the session buffer of ${this.limits.bufferBytes} bytes: the worker is not reading fast enough`);
+  }
+
+  private writeNotice(call: SessionCall, count: bigint, firstSeq: bigint, reason: string): void {
+    const notice = create(NoticeSchema, { notice: { case: 'eventsDropped', value: { $typeName: 'livekit.ffi_broker.v1.EventsDropped', count, firstSeq, reason } } });
     this.write(call, { case: 'notice', value: notice }, 64, false);
   }
 

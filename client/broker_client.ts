@@ -48,6 +48,8 @@ export interface ConnectOptions {
   authToken?: string;
   /** From an earlier session's Welcome, to take that session (and its handles) over. */
   resumeToken?: string;
+  /** With resumeToken: the last event seq received, so the broker sends again what followed. */
+  lastSeq?: bigint;
   credentials?: grpc.ChannelCredentials;
   /** Until Welcome; default 10000. */
   connectTimeoutMs?: number;
@@ -363,6 +365,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
           clientVersion: options.clientVersion ?? '',
           pid: process.pid,
           resumeToken: options.resumeToken ?? '',
+          lastSeq: options.lastSeq ?? 0n,
           authToken: options.authToken ?? '',
         }),
       });

@@ -1,0 +1,118 @@
+// A worker that stops reading costs only itself; a session whose stream breaks keeps its handles
+// for the grace period and resumes where it was.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+import type { ClientDuplexStream } from '@grpc/grpc-js';
+import { AudioSourceType, AudioStreamType, NewAudioSourceRequest, NewAudioStreamRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
+import { CreateAudioTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
+import { BrokerClient } from '../client/broker_client.js';
+import { BrokerError } from '../client/broker_error.js';
+import { ffi } from './helpers/assertions.js';
+import { WORKERS, spawnWorker, startBroker, waitFor } from './helpers/processes.js';
+
+interface SlowReport {
+  frames: number;
+  gaps: string;
+  dropped: string;
+  notices: { count: string; firstSeq: string }[];
+  backwards: number;
+}
+interface AudioReport {
+  streams: { id: number; frames: number; samples: number; outOfOrder: number; foreign: number; captured: number }[];
+  seqViolations: number;
+}
+
+/** Breaks the client's stream as a network failure would: the broker sees it cancelled. */
+function breakStream(client: BrokerClient): void {
+  (client as unknown as { call: ClientDuplexStream<unknown, unknown> }).call.cancel();
+}
+
+async function audioChain(client: BrokerClient): Promise<{ source: bigint; stream: bigint }> {
+  const src = await client.request(ffi({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeMs: 1000 }) }));
+  assert.equal(src.response.message.case, 'newAudioSource');
+  const source = src.response.message.value.source!.handle!.id!;
+  const trk = await client.request(ffi({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: 't', sourceHandle: source }) }));
+  assert.equal(trk.response.message.case, 'createAudioTrack');
+  const str = await client.request(ffi({ case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: trk.response.message.value.track!.handle!.id!, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: 48000, numChannels: 1 }) }));
+  assert.equal(str.response.message.case, 'newAudioStream');
+  return { source, stream: str.response.message.value.stream!.handle!.id! };
+}
+
+test('a worker that stops reading loses only its own media frames, each reported; another worker loses nothing', async () => {
+  const broker = await startBroker(['--session-buffer', '256k']);
+  try {
+    const healthy = spawnWorker(path.join(WORKERS, 'audio_worker.js'), ['--address', broker.address, '--streams', '2', '--first-id', '21', '--seconds', '6']);
+    await healthy.next('ready');
+    const slow = spawnWorker(path.join(WORKERS, 'slow_reader.js'), ['--address', broker.address, '--streams', '4', '--pause-ms', '3000']);
+    const paused = await slow.next<{ sessionId: string }>('paused');
+    await waitFor(
+      async () => ((await broker.info()).sessions.find((s) => s.sessionId === paused.sessionId)?.droppedEvents ?? 0n) > 0n,
+      4000,
+      "the stalled session's frames to be dropped",
+    );
+    const slowReport = await slow.next<SlowReport>('report');
+    assert.ok(BigInt(slowReport.dropped) > 0n, 'EventsDropped notices reached the worker once it read again');
+    assert.equal(slowReport.gaps, slowReport.dropped, 'every gap in seq is one reported by a notice');
+    assert.equal(slowReport.backwards, 0, 'seq only goes up');
+    const healthyReport = await healthy.next<AudioReport>('report');
+    assert.equal(healthyReport.seqViolations, 0);
+    for (const s of healthyReport.streams) {
+      assert.equal(s.outOfOrder, 0);
+      assert.equal(s.foreign, 0);
+      assert.ok(s.samples >= s.captured * 0.9, `healthy stream ${s.id}: ${s.samples} of ${s.captured} samples came back`);
+    }
+    const healthySession = broker.logs.filter((r) => r.msg === 'session is not reading fast enough: media frames dropped').map((r) => r.session);
+    assert.ok(healthySession.every((id) => id === paused.sessionId), 'only the stalled session dropped frames');
+    await Promise.all([healthy.exited, slow.exited]);
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('a broken stream resumes within the grace period: same session, same handles, events continue after the last one seen', async () => {
+  const broker = await startBroker();
+  try {
+    const first = await BrokerClient.connect(broker.address, { clientName: 'resumer' });
+    const { source, stream } = await audioChain(first);
+    let lastSeq = 0n;
+    first.on('event', (e) => (lastSeq = e.seq));
+    await waitFor(() => lastSeq > 20n, 3000, 'frames on the first stream');
+    breakStream(first);
+    await waitFor(async () => (await broker.info()).sessions.some((s) => s.sessionId === first.sessionId && !s.connected), 2000, 'the session to wait for a resume');
+    const info = await broker.info();
+    assert.equal(info.sessions.find((s) => s.sessionId === first.sessionId)?.ownedHandles, 3n, 'its handles are kept');
+    await new Promise((r) => setTimeout(r, 300)); // frames keep coming while it is away
+
+    const seqs: bigint[] = [];
+    const second = await BrokerClient.connect(broker.address, { resumeToken: first.resumeToken, lastSeq });
+    second.on('event', (e) => {
+      if (e.event.message.case === 'audioStreamEvent' && e.event.message.value.streamHandle === stream) seqs.push(e.seq);
+    });
+    assert.equal(second.resumed, true);
+    assert.equal(second.sessionId, first.sessionId);
+    await waitFor(() => seqs.length > 40, 3000, 'frames on the resumed stream');
+    assert.equal(seqs[0], lastSeq + 1n, 'the first event after the resume is the one after the last seen');
+    for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1]! + 1n, 'no gap');
+    // The handles are still this session's: a request naming one works.
+    const again = await second.request(ffi({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: 't2', sourceHandle: source }) }));
+    assert.equal(again.response.message.case, 'createAudioTrack');
+    await second.close();
+    await waitFor(async () => (await broker.info()).ownedHandles === 0n, 2000, 'a clean close releases everything');
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('past the grace period the session and its handles are released, and the token no longer resumes', async () => {
+  const broker = await startBroker(['--resume-grace', '500']);
+  try {
+    const first = await BrokerClient.connect(broker.address);
+    await audioChain(first);
+    breakStream(first);
+    await waitFor(async () => (await broker.info()).ownedHandles === 0n && (await broker.info()).sessions.length === 0, 3000, 'release after 500 ms');
+    await assert.rejects(BrokerClient.connect(broker.address, { resumeToken: first.resumeToken }), (err: unknown) => err instanceof BrokerError && /resume_token names no session/.test(err.message));
+  } finally {
+    await broker.stop();
+  }
+});
