@@ -266,9 +266,23 @@ export class Broker {
     callback(null, this.info());
   };
 
-  /** Ends every session (their handles dropped), then disposes of the library. */
-  close(): void {
+  /**
+   * Graceful shutdown: no new sessions, a ShuttingDown notice to every session, up to `timeoutMs`
+   * for what is queued to reach the workers, then every session ended cleanly (its handles
+   * dropped) and the library disposed of.
+   */
+  async shutdown(timeoutMs: number): Promise<void> {
     if (this.closing) return;
+    this.closing = true;
+    const notice = create(NoticeSchema, { notice: { case: 'shuttingDown', value: { $typeName: 'livekit.ffi_broker.v1.ShuttingDown', graceMs: timeoutMs } } });
+    for (const session of this.sessions.values()) session.notice(notice);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && [...this.sessions.values()].some((s) => s.connected && !s.isDrained)) await new Promise((r) => setTimeout(r, 20));
+    this.close();
+  }
+
+  /** Ends every session at once (their handles dropped), then disposes of the library. */
+  close(): void {
     this.closing = true;
     for (const session of [...this.sessions.values()]) this.release(session);
     this.pump.stop();

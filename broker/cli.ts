@@ -33,6 +33,7 @@ async function serve(raw: RawServeOptions): Promise<void> {
     await server.stop(0);
     process.exit(1);
   }
+  server.setServing(true);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -41,8 +42,9 @@ async function serve(raw: RawServeOptions): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    log.info({ signal }, 'stopping');
-    broker.close();
+    log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutting down');
+    server.setServing(false);
+    await broker.shutdown(config.shutdownTimeoutMs);
     await server.stop(config.shutdownTimeoutMs);
     log.info('stopped');
     process.exit(0);

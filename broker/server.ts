@@ -1,9 +1,16 @@
-// The gRPC server: FfiBroker on every --listen address (Unix sockets and TCP).
+// The gRPC server: FfiBroker on every --listen address (Unix sockets and TCP), with the standard
+// grpc.health.v1.Health service (SERVING once the library is initialized, NOT_SERVING while
+// shutting down) and server reflection, so grpcurl and health probes work without our proto.
 import fs from 'node:fs';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { parseAddress, type BrokerAddress } from '../client/address.js';
-import { FfiBrokerService } from '../proto/service.js';
+import { FfiBrokerService, SERVICE_NAME } from '../proto/service.js';
+import { packageRoot } from './paths.js';
 import type { Broker } from './broker.js';
 import type { SessionCall } from './session.js';
 import { claimSocketPath, removeSocketFile } from './unix_socket.js';
@@ -16,6 +23,7 @@ export interface ServerOptions {
 
 export class BrokerServer {
   private readonly server: grpc.Server;
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   private readonly socketPaths: string[] = [];
   /** The addresses bound, with TCP port 0 replaced by the port chosen. */
   readonly bound: string[] = [];
@@ -34,6 +42,8 @@ export class BrokerServer {
       info: broker.infoCall,
     };
     this.server.addService(FfiBrokerService, handlers);
+    this.health.addToServer(this.server);
+    new ReflectionService(loadSync(path.join(packageRoot, 'proto', 'ffi_broker.proto'))).addToServer(this.server);
   }
 
   async start(): Promise<void> {
@@ -53,6 +63,13 @@ export class BrokerServer {
       this.bound.push(`${address.host}:${port}`);
     }
     this.log.info({ address: this.bound[this.bound.length - 1] }, 'listening');
+  }
+
+  /** The health of the server and of FfiBroker, as probes see it. */
+  setServing(serving: boolean): void {
+    const status: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', status);
+    this.health.setStatus(SERVICE_NAME, status);
   }
 
   /** Stops accepting, waits up to `graceMs` for calls to finish, then removes the socket files. */

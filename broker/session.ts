@@ -83,6 +83,11 @@ export class Session implements EventReceiver {
     return this.call !== undefined;
   }
 
+  /** Nothing queued and nothing held by the transport. */
+  get isDrained(): boolean {
+    return this.head >= this.queue.length && this.inFlightBytes === 0;
+  }
+
   /** Events queued in the broker, not yet handed to the transport. */
   get queuedEvents(): number {
     let n = 0;

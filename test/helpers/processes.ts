@@ -19,7 +19,7 @@ export interface BrokerProcess {
   /** Every log line the broker printed, parsed. */
   logs: Record<string, unknown>[];
   info(): Promise<InfoResponse>;
-  /** SIGTERM, then wait for exit; returns the exit code. */
+  /** SIGTERM (unless a signal was sent already), then wait for exit; returns the exit code. */
   stop(): Promise<number | null>;
 }
 
@@ -58,7 +58,7 @@ export async function startBroker(extraArgs: string[] = [], env: NodeJS.ProcessE
     logs,
     info: () => BrokerClient.info(address),
     stop: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      if (!proc.killed && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       return exited;
     },
   };
