@@ -14,7 +14,8 @@ import {
   type InfoRequest,
   type InfoResponse,
 } from '../proto/gen/ffi_broker_pb.js';
-import { SessionFailure, fail, refuse } from './errors.js';
+import { Code, SessionFailure, fail, refuse } from './errors.js';
+import { Metrics } from './metrics.js';
 import { EventRouter } from './event_router.js';
 import { HandleRegistry } from './handle_registry.js';
 import { HostPolicy, type HostPolicyOptions } from './host_policy.js';
@@ -68,6 +69,7 @@ export class Broker {
   private readonly registry = new HandleRegistry<Session>();
   private readonly executor: RequestExecutor<Session>;
   private readonly router: EventRouter<Session>;
+  readonly metrics: Metrics;
   private readonly sessions = new Map<string, Session>();
   private readonly graceTimers = new Map<Session, NodeJS.Timeout>();
   private readonly startedAt = process.hrtime.bigint();
@@ -82,9 +84,20 @@ export class Broker {
     this.library = new FfiLibrary(location, this.shim, this.version);
     const output = new OutputMemory<Session>(this.library, this.shim, this.registry, log);
     this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, new HostPolicy(options), options.maxMessageBytes);
-    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), {
-      panic: (message) => this.onPanic(message),
+    this.metrics = new Metrics({
+      sessions: () => {
+        const all = [...this.sessions.values()];
+        const connected = all.filter((s) => s.connected).length;
+        return { connected, waiting: all.length - connected };
+      },
+      ownedHandles: () => this.registry.handleCount,
+      nativeEvents: () => this.pump.drained,
+      nativeQueue: () => {
+        const q = this.shim.stats();
+        return { depth: Number(q.pushed - q.popped), callbackMaxSeconds: Number(q.callbackMaxNs) / 1e9 };
+      },
     });
+    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), { panic: (message) => this.onPanic(message) }, this.metrics);
     this.pump = new EventPump(this.shim, (events) => {
       for (const session of this.router.route(events)) if (session.overflowed) this.overflow(session);
     });
@@ -161,7 +174,7 @@ export class Broker {
       session.log.info('session resumed');
       return session;
     }
-    const session = new Session(call, hello, this.log, this.options.sessionLimits);
+    const session = new Session(call, hello, this.log, this.options.sessionLimits, this.metrics);
     this.sessions.set(session.id, session);
     session.welcome({ ...welcome, resumed: false });
     session.log.info({ clientVersion: hello.clientVersion }, 'session started');
@@ -190,8 +203,13 @@ export class Broker {
       case 'hello':
         throw fail.helloTwice();
       case 'request': {
+        const started = process.hrtime.bigint();
         const { response, typeName } = this.executor.execute(session, message.message.value);
-        if (response.error !== undefined) session.log.warn({ request: typeName, code: response.error.code, reason: response.error.message }, 'request refused');
+        this.metrics.requestDuration.observe({ kind: typeName }, Number(process.hrtime.bigint() - started) / 1e9);
+        if (response.error !== undefined) {
+          this.metrics.refused.inc({ code: Code[response.error.code] });
+          session.log.warn({ request: typeName, code: Code[response.error.code], reason: response.error.message }, 'request refused');
+        }
         session.respond(response);
         return;
       }

@@ -33,6 +33,10 @@ async function serve(raw: RawServeOptions): Promise<void> {
     await server.stop(0);
     process.exit(1);
   }
+  const metricsServer = config.metricsListen && (await broker.metrics.listen(config.metricsListen.host, config.metricsListen.port, log).catch((err: Error) => {
+    log.fatal(err.message);
+    process.exit(1);
+  }));
   server.setServing(true);
 
   let stopping = false;
@@ -46,6 +50,7 @@ async function serve(raw: RawServeOptions): Promise<void> {
     server.setServing(false);
     await broker.shutdown(config.shutdownTimeoutMs);
     await server.stop(config.shutdownTimeoutMs);
+    metricsServer?.close();
     log.info('stopped');
     process.exit(0);
   };
@@ -82,6 +87,7 @@ program
   .option('--shutdown-timeout <ms>', `how long SIGTERM waits for sessions to close (default: ${DEFAULTS.shutdownTimeoutMs})`)
   .option('--session-buffer <bytes>', `undelivered bytes per session past which media frames are dropped, oldest first; 4x this of other events ends the session (default: 16MiB)`)
   .option('--resume-grace <ms>', `how long a session whose stream broke keeps its handles for a resume (default: ${DEFAULTS.resumeGraceMs}; 0: release at once)`)
+  .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
   .option('--allow-audio-plugins <dir>', 'let workers load audio filter plugins from inside DIR (default: refused)')
   .option('--shared-dir <dir>', 'let workers have the library read and write files inside DIR (default: refused)')
   .option('--allow-platform-audio', "let workers open the host's audio devices (default: refused)")

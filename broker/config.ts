@@ -18,6 +18,8 @@ export interface ServeConfig {
   allowPlatformAudio: boolean;
   sessionLimits: SessionLimits;
   resumeGraceMs: number;
+  /** Where /metrics is served (TCP); off when undefined. */
+  metricsListen: { host: string; port: number } | undefined;
 }
 
 export const DEFAULTS: ServeConfig = {
@@ -34,6 +36,7 @@ export const DEFAULTS: ServeConfig = {
   // ~2 s of 20 audio streams, or 5 frames of 1080p I420 video.
   sessionLimits: { bufferBytes: 16 * 1024 * 1024, hardCapBytes: 64 * 1024 * 1024 },
   resumeGraceMs: 10_000,
+  metricsListen: undefined,
 };
 
 // What cannot be dropped may use this many times the session buffer before the session fails.
@@ -60,6 +63,7 @@ export interface RawServeOptions {
   allowPlatformAudio?: boolean;
   sessionBuffer?: string;
   resumeGrace?: string;
+  metricsListen?: string;
 }
 
 function directory(setting: string, given: string | undefined): string | undefined {
@@ -82,6 +86,17 @@ function byteSize(setting: string, text: string, min: number): number {
   const unit = match === null ? undefined : UNITS[match[2]!.toLowerCase()];
   if (match === null || unit === undefined || Number(match[1]) * unit < min) throw new ConfigError(setting, text, `a size of at least ${min} bytes, e.g. 65536, 64k or 16MiB`);
   return Number(match[1]) * unit;
+}
+
+function tcpAddress(setting: string, text: string): { host: string; port: number } {
+  let address;
+  try {
+    address = parseAddress(text);
+  } catch (err) {
+    throw new ConfigError(setting, text, (err as Error).message);
+  }
+  if (address.kind !== 'tcp') throw new ConfigError(setting, text, 'HOST:PORT or :PORT (TCP)');
+  return { host: address.host, port: address.port };
 }
 
 function positiveInt(setting: string, text: string, min: number): number {
@@ -118,5 +133,6 @@ export function resolveServeConfig(raw: RawServeOptions, env: NodeJS.ProcessEnv 
     allowPlatformAudio: raw.allowPlatformAudio === true,
     sessionLimits: raw.sessionBuffer === undefined ? DEFAULTS.sessionLimits : sessionLimits(byteSize('--session-buffer', raw.sessionBuffer, 64 * 1024)),
     resumeGraceMs: raw.resumeGrace === undefined ? DEFAULTS.resumeGraceMs : positiveInt('--resume-grace', raw.resumeGrace, 0),
+    metricsListen: raw.metricsListen === undefined ? undefined : tcpAddress('--metrics-listen', raw.metricsListen),
   };
 }

@@ -9,10 +9,19 @@ import type { HandleRegistry, Owner } from './handle_registry.js';
 import type { NativeEvent } from './native/event_pump.js';
 import type { OutputMemory } from './output_memory.js';
 import { logNativeRecords } from './native_log.js';
+import type { Metrics } from './metrics.js';
+
+export interface EventMeta {
+  /** The FfiEvent oneof case, e.g. "audioStreamEvent". */
+  kind: string;
+  /** A frame, which a session that does not keep up may lose (never other events). */
+  media: boolean;
+  /** CLOCK_MONOTONIC ns when the native thread handed the event over. */
+  enqueuedNs: bigint;
+}
 
 export interface EventReceiver extends Owner {
-  /** `media`: a frame, which a session that does not keep up may lose (never other events). */
-  enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], media: boolean): void;
+  enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], meta: EventMeta): void;
   flushEvents(): void;
 }
 
@@ -32,6 +41,7 @@ export class EventRouter<O extends EventReceiver> {
     private readonly log: Logger,
     private readonly nativeLog: Logger,
     private readonly hooks: RouterHooks,
+    private readonly metrics: Metrics,
   ) {}
 
   /** Routes one drain's events; returns the receivers that got any. */
@@ -60,11 +70,12 @@ export class EventRouter<O extends EventReceiver> {
       const buffers = this.output.take(chosen.value, owner);
       if (owner === undefined) {
         this.unowned++;
+        this.metrics.eventsDropped.inc({ kind: chosen.kind, reason: 'unowned' });
         if (this.log.isLevelEnabled('debug')) this.log.debug({ kind: chosen.typeName }, 'event names nothing any session owns; dropped');
         continue;
       }
       const media = MEDIA_KINDS.has(chosen.kind) && (chosen.value.message as { case?: string } | undefined)?.case === 'frameReceived';
-      owner.enqueueEvent(rewritten ? (message as unknown as FfiEvent).toBinary() : event.bytes, buffers, media);
+      owner.enqueueEvent(rewritten ? (message as unknown as FfiEvent).toBinary() : event.bytes, buffers, { kind: chosen.kind, media, enqueuedNs: event.enqueuedNs });
       touched.add(owner);
     }
     for (const owner of touched) owner.flushEvents();

@@ -21,7 +21,8 @@ import {
   type ServerMessage,
   type Welcome,
 } from '../proto/gen/ffi_broker_pb.js';
-import type { EventReceiver } from './event_router.js';
+import type { EventMeta, EventReceiver } from './event_router.js';
+import type { Metrics } from './metrics.js';
 
 export type SessionCall = ServerDuplexStream<ClientMessage, ServerMessage>;
 
@@ -39,7 +40,7 @@ const MAX_EVENTS_PER_BATCH = 512;
 const ENVELOPE_BYTES = 24;
 
 type Item =
-  | { kind: 'event'; event: WireEvent; bytes: number; media: boolean; dropped: boolean }
+  | { kind: 'event'; event: WireEvent; bytes: number; meta: EventMeta; dropped: boolean }
   | { kind: 'message'; message: ServerMessage['message']; bytes: number };
 
 export class Session implements EventReceiver {
@@ -72,6 +73,7 @@ export class Session implements EventReceiver {
     hello: Hello,
     parentLog: Logger,
     private readonly limits: SessionLimits,
+    private readonly metrics: Metrics,
   ) {
     this.call = call;
     this.clientName = hello.clientName;
@@ -115,11 +117,11 @@ export class Session implements EventReceiver {
     this.pump();
   }
 
-  /** Queues one event; `media` events (frames) are the ones that may be dropped. */
-  enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], media: boolean): void {
+  /** Queues one event; media events (frames) are the ones that may be dropped. */
+  enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], meta: EventMeta): void {
     let bytes = ENVELOPE_BYTES + ffiEvent.length;
     for (const b of buffers) bytes += b.data.length + ENVELOPE_BYTES;
-    this.push({ kind: 'event', event: create(EventSchema, { seq: ++this.seq, ffiEvent, buffers }), bytes, media, dropped: false });
+    this.push({ kind: 'event', event: create(EventSchema, { seq: ++this.seq, ffiEvent, buffers }), bytes, meta, dropped: false });
     if (this.queuedBytes + this.inFlightBytes > this.limits.bufferBytes) this.shed();
   }
 
@@ -146,6 +148,7 @@ export class Session implements EventReceiver {
       const firstHeld = again[0]?.event.seq ?? this.firstQueuedSeq();
       if (firstHeld > lastSeq + 1n) {
         this.droppedEvents += firstHeld - lastSeq - 1n;
+        this.metrics.eventsDropped.inc({ kind: 'any', reason: 'stream_broken' }, Number(firstHeld - lastSeq - 1n));
         this.writeNotice(call, firstHeld - lastSeq - 1n, lastSeq + 1n, 'sent on the broken stream and no longer held by the broker');
       }
       if (again.length > 0) {
@@ -195,8 +198,9 @@ export class Session implements EventReceiver {
     if (this.mediaScan < this.head) this.mediaScan = this.head;
     while (this.queuedBytes + this.inFlightBytes > this.limits.bufferBytes && this.mediaScan < this.queue.length) {
       const item = this.queue[this.mediaScan++]!;
-      if (item.kind !== 'event' || !item.media || item.dropped) continue;
+      if (item.kind !== 'event' || !item.meta.media || item.dropped) continue;
       item.dropped = true;
+      this.metrics.eventsDropped.inc({ kind: item.meta.kind, reason: 'slow_reader' });
       this.queuedBytes -= item.bytes;
       if (this.droppedSinceNotice === 0n) this.firstDroppedSeq = item.event.seq;
       this.droppedSinceNotice++;
@@ -223,6 +227,8 @@ export class Session implements EventReceiver {
         if (next.kind !== 'event') break;
         this.head++;
         if (next.dropped) continue;
+        this.metrics.eventsDelivered.inc({ kind: next.meta.kind });
+        this.metrics.eventLatency.observe(Number(process.hrtime.bigint() - next.meta.enqueuedNs) / 1e9);
         events.push(next.event);
         bytes += next.bytes;
         this.remember(next.event, next.bytes);

@@ -1,5 +1,6 @@
-// What an operator's probes and orchestrator see: grpc.health.v1 and server reflection, and a
-// SIGTERM during traffic that tells every session, closes it cleanly and exits 0.
+// What an operator's probes, scraper and orchestrator see: grpc.health.v1 and server reflection,
+// Prometheus metrics that move with the traffic, and a SIGTERM during traffic that tells every
+// session, closes it cleanly and exits 0.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,7 +13,8 @@ import { parseAddress } from '../client/address.js';
 import { BrokerClient } from '../client/broker_client.js';
 import type { Notice } from '../proto/gen/ffi_broker_pb.js';
 import { ffi } from './helpers/assertions.js';
-import { startBroker, waitFor } from './helpers/processes.js';
+import { DisposeRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
+import { WORKERS, spawnWorker, startBroker, waitFor } from './helpers/processes.js';
 
 type Unary = (request: object, callback: (err: grpc.ServiceError | null, response: Record<string, unknown>) => void) => void;
 
@@ -85,4 +87,45 @@ test('SIGTERM during traffic: every session gets ShuttingDown, then a clean clos
   assert.equal(fs.existsSync(broker.socketPath), false);
   await Promise.all(traffic);
   assert.ok(broker.logs.some((r) => r.msg === 'shutting down') && broker.logs.some((r) => r.msg === 'stopped'));
+});
+
+/** One sample of a Prometheus text exposition, e.g. metric('lkb_sessions{state="connected"}'). */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+test('/metrics: sessions, handles, native events, deliveries, request latency and refusals move with the traffic', async () => {
+  const broker = await startBroker(['--metrics-listen', '127.0.0.1:0']);
+  try {
+    await waitFor(() => broker.logs.some((r) => r.msg === 'serving metrics'), 5000, 'the metrics server');
+    const url = String(broker.logs.find((r) => r.msg === 'serving metrics')!.metrics);
+    const scrape = async () => (await fetch(url)).text();
+    const before = await scrape();
+    assert.equal(sample(before, 'lkb_sessions{state="connected"}'), 0);
+
+    const worker = spawnWorker(path.join(WORKERS, 'audio_worker.js'), ['--address', broker.address, '--streams', '1', '--seconds', '0']);
+    await worker.next('ready');
+    await worker.next('progress');
+    const client = await BrokerClient.connect(broker.address);
+    await assert.rejects(client.request(ffi({ case: 'dispose', value: new DisposeRequest({ async: false }) })));
+    const during = await scrape();
+    assert.equal(sample(during, 'lkb_sessions{state="connected"}'), 2);
+    assert.equal(sample(during, 'lkb_owned_handles'), 3);
+    assert.ok(sample(during, 'lkb_native_events_total')! > (sample(before, 'lkb_native_events_total') ?? 0) + 50, 'native events counted');
+    assert.ok(sample(during, 'lkb_events_delivered_total{kind="audioStreamEvent"}')! >= 50, 'audio frames delivered');
+    assert.ok(sample(during, 'lkb_event_latency_seconds_count')! >= 50);
+    assert.equal(sample(during, 'lkb_request_duration_seconds_count{kind="NewAudioSourceRequest"}'), 1);
+    assert.ok(sample(during, 'lkb_request_duration_seconds_count{kind="CaptureAudioFrameRequest"}')! >= 50);
+    assert.equal(sample(during, 'lkb_requests_refused_total{code="PERMISSION_DENIED"}'), 1);
+    assert.ok(sample(during, 'lkb_native_queue_depth') !== undefined);
+    assert.ok(sample(during, 'process_resident_memory_bytes')! > 0);
+    assert.ok(during.includes('nodejs_eventloop_lag_seconds'), 'event-loop lag');
+    await client.close();
+    worker.proc.kill('SIGKILL');
+    await worker.exited;
+    await waitFor(async () => sample(await scrape(), 'lkb_owned_handles') === 0, 3000, 'handles released in the metrics');
+  } finally {
+    await broker.stop();
+  }
 });
