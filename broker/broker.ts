@@ -1,5 +1,6 @@
 // The broker: the one owner of liblivekit_ffi in this host. Wires the native layer (library, shim,
 // event pump) to the sessions of the workers, and answers the Session and Info RPCs.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
@@ -14,7 +15,7 @@ import {
   type InfoRequest,
   type InfoResponse,
 } from '../proto/gen/ffi_broker_pb.js';
-import { Code, SessionFailure, fail, refuse } from './errors.js';
+import { Code, Refusal, SessionFailure, fail, refuse } from './errors.js';
 import { Metrics } from './metrics.js';
 import { EventRouter } from './event_router.js';
 import { HandleRegistry } from './handle_registry.js';
@@ -29,12 +30,19 @@ import { Session, type SessionCall, type SessionLimits } from './session.js';
 
 export interface BrokerOptions extends HostPolicyOptions {
   ffiLib: string | undefined;
+  /** Tokens a Hello must present one of; none: no authentication. */
+  authTokens: string[];
+  maxHandles: number;
+  /** Requests per second per session; 0: no limit. */
+  maxRequestRate: number;
   sessionLimits: SessionLimits;
   /** How long a session whose stream broke keeps its handles, waiting for a resume (0: none). */
   resumeGraceMs: number;
   /** Largest gRPC message accepted from a worker, which also bounds one request's buffers. */
   maxMessageBytes: number;
 }
+
+const digest = (token: string): Buffer => createHash('sha256').update(token).digest();
 
 // grpc-js names a Unix socket peer "unknown" (it has no address); loopback TCP is this host too.
 const isLocalPeer = (peer: string): boolean => peer === 'unknown' || /^(127\.|::1|\[::1\]|::ffff:127\.)/.test(peer);
@@ -72,6 +80,8 @@ export class Broker {
   readonly metrics: Metrics;
   private readonly sessions = new Map<string, Session>();
   private readonly graceTimers = new Map<Session, NodeJS.Timeout>();
+  // Compared as digests: equal length, so the comparison takes the same time whatever was sent.
+  private readonly tokenDigests: Buffer[];
   private readonly startedAt = process.hrtime.bigint();
   private closing = false;
 
@@ -79,6 +89,7 @@ export class Broker {
     private readonly options: BrokerOptions,
     private readonly log: Logger,
   ) {
+    this.tokenDigests = options.authTokens.map(digest);
     this.shim = new NativeShim();
     const location = locateLibrary(options.ffiLib);
     this.library = new FfiLibrary(location, this.shim, this.version);
@@ -164,6 +175,7 @@ export class Broker {
 
   private startSession(call: SessionCall, hello: Hello): Session {
     if (this.closing) throw fail.shuttingDown();
+    if (this.tokenDigests.length > 0 && !this.tokenDigests.some((d) => timingSafeEqual(d, digest(hello.authToken)))) throw fail.unauthenticated();
     const welcome = { ffiVersion: this.library.location.version, brokerVersion: this.version };
     if (hello.resumeToken !== '') {
       const session = [...this.sessions.values()].find((s) => s.resumeToken === hello.resumeToken);
@@ -203,6 +215,12 @@ export class Broker {
       case 'hello':
         throw fail.helloTwice();
       case 'request': {
+        const limit = this.sessionLimit(session);
+        if (limit !== undefined) {
+          this.metrics.refused.inc({ code: Code[limit.code] });
+          session.respond(create(ResponseSchema, { requestId: message.message.value.requestId, error: { code: limit.code, message: limit.message } }));
+          return;
+        }
         const started = process.hrtime.bigint();
         const { response, typeName } = this.executor.execute(session, message.message.value);
         this.metrics.requestDuration.observe({ kind: typeName }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -219,6 +237,13 @@ export class Broker {
       default:
         throw fail.emptyMessage();
     }
+  }
+
+  /** A refusal when the session is over --max-handles or --max-request-rate. */
+  private sessionLimit(session: Session): Refusal | undefined {
+    if (this.options.maxRequestRate > 0 && !session.takeRequestToken(this.options.maxRequestRate)) return refuse.tooFast(this.options.maxRequestRate);
+    if (this.registry.handlesOf(session).size >= this.options.maxHandles) return refuse.tooManyHandles(this.options.maxHandles);
+    return undefined;
   }
 
   private dropHandles(session: Session, drop: DropHandles): void {

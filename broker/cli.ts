@@ -1,30 +1,30 @@
 #!/usr/bin/env node
 // livekit-ffi-broker serve | info
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { toJson } from '@bufbuild/protobuf';
 import { DEFAULT_ADDRESS } from '../client/address.js';
 import { BrokerClient } from '../client/broker_client.js';
 import { InfoResponseSchema, type InfoResponse } from '../proto/gen/ffi_broker_pb.js';
 import { Broker } from './broker.js';
-import { ConfigError, DEFAULTS, resolveServeConfig, type RawServeOptions } from './config.js';
-import { createLogger, LOG_LEVELS } from './logger.js';
+import { ConfigError, ENV_PREFIX, SETTINGS, envName, resolveServeConfig } from './config.js';
+import { createLogger } from './logger.js';
 import { packageVersion } from './paths.js';
 import { BrokerServer } from './server.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-async function serve(raw: RawServeOptions): Promise<void> {
+async function serve(flags: Record<string, string | boolean | string[] | undefined>): Promise<void> {
   let config;
   try {
-    config = resolveServeConfig(raw);
+    config = resolveServeConfig(flags);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`livekit-ffi-broker: ${err.message}\n`);
     process.exit(2);
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, config.logPretty);
   const broker = new Broker(config, log);
-  const server = new BrokerServer(broker, { listen: config.listen, maxMessageBytes: config.maxMessageBytes, socketMode: config.socketMode }, log);
+  const server = new BrokerServer(broker, config, log);
   try {
     await server.start();
   } catch (err) {
@@ -76,22 +76,24 @@ const program = new Command('livekit-ffi-broker')
   .description('Owns liblivekit_ffi for every worker process on this host and serves it over gRPC.')
   .version(packageVersion);
 
-program
+const serveCommand = program
   .command('serve')
-  .description('Load liblivekit_ffi and serve worker sessions.')
-  .option('--listen <address>', `unix:///PATH or HOST:PORT (TCP host defaults to 127.0.0.1); repeatable (default: ${DEFAULT_ADDRESS})`, collect)
-  .option('--ffi-lib <path>', 'liblivekit_ffi to load (env LIVEKIT_LIB_PATH; default: the binary of the pinned npm package)')
-  .addOption(new Option('--log-level <level>', `log level (default: ${DEFAULTS.logLevel})`).choices([...LOG_LEVELS]))
-  .option('--max-message-size <bytes>', 'largest message a worker may send, e.g. 65536, 64k, 64MiB (default: 64MiB)')
-  .option('--socket-mode <octal>', 'file mode of Unix sockets (default: 660)')
-  .option('--shutdown-timeout <ms>', `how long SIGTERM waits for sessions to close (default: ${DEFAULTS.shutdownTimeoutMs})`)
-  .option('--session-buffer <bytes>', `undelivered bytes per session past which media frames are dropped, oldest first; 4x this of other events ends the session (default: 16MiB)`)
-  .option('--resume-grace <ms>', `how long a session whose stream broke keeps its handles for a resume (default: ${DEFAULTS.resumeGraceMs}; 0: release at once)`)
-  .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
-  .option('--allow-audio-plugins <dir>', 'let workers load audio filter plugins from inside DIR (default: refused)')
-  .option('--shared-dir <dir>', 'let workers have the library read and write files inside DIR (default: refused)')
-  .option('--allow-platform-audio', "let workers open the host's audio devices (default: refused)")
-  .action((opts: RawServeOptions) => serve(opts));
+  .description(
+    `Load liblivekit_ffi and serve worker sessions. Each setting may also come from the environment (${ENV_PREFIX}<NAME>, e.g. ${envName('session-buffer')}) ` +
+      'or from --config FILE (JSON, keys named like the flags); a flag wins over the environment, which wins over the file.',
+  )
+  .option('--config <file>', 'JSON file of settings');
+for (const setting of SETTINGS) {
+  const help = setting.defaultText === undefined ? setting.help : `${setting.help} (default: ${setting.defaultText})`;
+  if (setting.kind === 'bool') serveCommand.option(`--${setting.flag}`, help);
+  else if (setting.kind === 'addresses' || setting.kind === 'files') serveCommand.option(`--${setting.flag} <value>`, help, collect);
+  else serveCommand.option(`--${setting.flag} <value>`, help);
+}
+serveCommand.action((opts: Record<string, string | boolean | string[] | undefined>) => {
+  // commander names options in camelCase; the settings table uses the flags' own names.
+  const flags = Object.fromEntries(Object.entries(opts).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), v]));
+  return serve(flags);
+});
 
 program
   .command('info')

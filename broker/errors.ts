@@ -59,6 +59,9 @@ export const refuse = {
     new Refusal(Code.FFI_ERROR, `liblivekit_ffi refused ${kind} (it returned no response); check the request's fields and the broker log`),
   sessionOverflow: (hardCapBytes: number) =>
     new Refusal(Code.RESOURCE_EXHAUSTED, `the session fell more than ${hardCapBytes} bytes behind on events that cannot be dropped; its handles were released. Read events faster or raise --session-buffer`),
+  tooManyHandles: (limit: number) =>
+    new Refusal(Code.RESOURCE_EXHAUSTED, `this session owns ${limit} handles, the broker's --max-handles; drop handles it no longer needs`),
+  tooFast: (rate: number) => new Refusal(Code.RESOURCE_EXHAUSTED, `this session sent more than ${rate} requests per second, the broker's --max-request-rate; slow down`),
   shuttingDown: () => new Refusal(Code.UNAVAILABLE, 'the broker is shutting down; reconnect to its successor'),
 } as const;
 
@@ -66,6 +69,8 @@ export const fail = {
   helloFirst: () => new SessionFailure(GrpcStatus.FAILED_PRECONDITION, 'the first ClientMessage of a Session must be hello'),
   helloTwice: () => new SessionFailure(GrpcStatus.FAILED_PRECONDITION, 'hello was already sent on this Session; open a new Session instead'),
   emptyMessage: () => new SessionFailure(GrpcStatus.INVALID_ARGUMENT, 'ClientMessage has no message set; send hello, request or drop_handles'),
+  unauthenticated: () =>
+    new SessionFailure(GrpcStatus.UNAUTHENTICATED, 'Hello.auth_token is not one this broker accepts; use a token from the broker\'s --auth-token-file'),
   unknownResume: () =>
     new SessionFailure(GrpcStatus.NOT_FOUND, 'resume_token names no session this broker keeps; connect without resume_token for a new session'),
   shuttingDown: () => new SessionFailure(GrpcStatus.UNAVAILABLE, 'the broker is shutting down; reconnect to its successor'),

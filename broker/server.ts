@@ -14,11 +14,15 @@ import { packageRoot } from './paths.js';
 import type { Broker } from './broker.js';
 import type { SessionCall } from './session.js';
 import { claimSocketPath, removeSocketFile } from './unix_socket.js';
+import type { TlsFiles } from './config.js';
 
 export interface ServerOptions {
   listen: string[];
   maxMessageBytes: number;
   socketMode: number;
+  socketGid: number | undefined;
+  /** For TCP listeners; Unix sockets are guarded by their file mode and group instead. */
+  tls: TlsFiles | undefined;
 }
 
 export class BrokerServer {
@@ -52,17 +56,23 @@ export class BrokerServer {
 
   private async bind(address: BrokerAddress): Promise<void> {
     if (address.kind === 'unix') await claimSocketPath(address.path);
+    const tls = this.options.tls;
+    const credentials =
+      address.kind === 'tcp' && tls !== undefined
+        ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined)
+        : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(address.target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${address.target}: ${err.message}`)) : resolve(p))),
+      this.server.bindAsync(address.target, credentials, (err, p) => (err ? reject(new Error(`cannot listen on ${address.target}: ${err.message}`)) : resolve(p))),
     );
     if (address.kind === 'unix') {
       fs.chmodSync(address.path, this.options.socketMode);
+      if (this.options.socketGid !== undefined) fs.chownSync(address.path, -1, this.options.socketGid);
       this.socketPaths.push(address.path);
       this.bound.push(`unix://${address.path}`);
     } else {
       this.bound.push(`${address.host}:${port}`);
     }
-    this.log.info({ address: this.bound[this.bound.length - 1] }, 'listening');
+    this.log.info({ address: this.bound[this.bound.length - 1], tls: address.kind === 'tcp' && tls !== undefined }, 'listening');
   }
 
   /** The health of the server and of FfiBroker, as probes see it. */

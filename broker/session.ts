@@ -63,6 +63,8 @@ export class Session implements EventReceiver {
   private droppedSinceNotice = 0n;
   private firstDroppedSeq = 0n;
   private closed = false;
+  private tokens = Number.POSITIVE_INFINITY;
+  private tokensAt = performance.now();
   eventsDelivered = 0n;
   droppedEvents = 0n;
   /** Set when what may not be dropped passed the hard cap: the broker then fails the session. */
@@ -83,6 +85,19 @@ export class Session implements EventReceiver {
 
   get connected(): boolean {
     return this.call !== undefined;
+  }
+
+  /**
+   * Token bucket for --max-request-rate: up to one second's worth of requests in a burst, then
+   * `rate` per second. False when the session is over its rate.
+   */
+  takeRequestToken(rate: number): boolean {
+    const now = performance.now();
+    this.tokens = Math.min(rate, this.tokens + ((now - this.tokensAt) / 1000) * rate);
+    this.tokensAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
   }
 
   /** Nothing queued and nothing held by the transport. */
