@@ -27,9 +27,13 @@ export function tempDir(prefix = 'lkb-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export async function startBroker(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<BrokerProcess> {
+/**
+ * Starts the broker CLI. It listens on a fresh Unix socket unless `listen` names another address
+ * (e.g. 127.0.0.1:0); `address` is then the one it reports having bound.
+ */
+export async function startBroker(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, listen?: string): Promise<BrokerProcess> {
   const socketPath = path.join(tempDir(), 'broker.sock');
-  const address = `unix://${socketPath}`;
+  let address = listen ?? `unix://${socketPath}`;
   const proc = spawn(process.execPath, [CLI, 'serve', '--listen', address, '--log-level', 'debug', ...extraArgs], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -42,7 +46,10 @@ export async function startBroker(extraArgs: string[] = [], env: NodeJS.ProcessE
       try {
         const record = JSON.parse(line);
         logs.push(record);
-        if (record.msg === 'listening') resolve();
+        if (record.msg === 'listening') {
+          address = String(record.address);
+          resolve();
+        }
       } catch {
         logs.push({ raw: line });
       }
@@ -53,7 +60,7 @@ export async function startBroker(extraArgs: string[] = [], env: NodeJS.ProcessE
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   return {
     address,
-    socketPath,
+    socketPath: listen === undefined ? socketPath : '',
     proc,
     logs,
     info: () => BrokerClient.info(address),
