@@ -98,7 +98,7 @@ export class EventRouter<O extends EventReceiver> {
     for (const field of plan.handleRefs) {
       const handle = fieldValue(value, field);
       if (typeof handle !== 'bigint') continue;
-      const owner = this.registry.ownerOf(handle);
+      const owner = this.registry.ownerOf(handle) ?? this.registry.formerOwner(handle);
       if (owner !== undefined) return { owner, rewritten: false };
     }
     return { owner: undefined, rewritten: false };

@@ -1,6 +1,9 @@
 // Who owns what: every handle the library handed to a session, and every async id a session is
 // waiting on. One registry for the whole broker, so an event's owner is one map lookup.
 
+// How long events about a dropped handle still reach the session that dropped it.
+const RELEASED_MEMORY_MS = 5000;
+
 export interface Owner {
   readonly id: string;
 }
@@ -15,6 +18,9 @@ export class HandleRegistry<O extends Owner> {
   private readonly handleOwners = new Map<bigint, O>();
   private readonly ownedBy = new Map<O, Set<bigint>>();
   private readonly asyncOwners = new Map<bigint, PendingAsync<O>>();
+  // Handles dropped moments ago, by whom: the library's last events about them (a stream's EOS
+  // comes after its handle was dropped) still belong to that session.
+  private readonly released = new Map<bigint, { owner: O; at: number }>();
   private readonly asyncBy = new Map<O, Set<bigint>>();
   // Broker-chosen async ids live far above the library's own counter (which starts at 1).
   private nextBrokerAsyncId = 1n << 62n;
@@ -40,6 +46,18 @@ export class HandleRegistry<O extends Owner> {
     if (owner === undefined) return;
     this.handleOwners.delete(handle);
     this.ownedBy.get(owner)?.delete(handle);
+    const now = Date.now();
+    this.released.set(handle, { owner, at: now });
+    // Oldest first (insertion order): stop at the first one still recent.
+    for (const [h, r] of this.released) {
+      if (now - r.at < RELEASED_MEMORY_MS) break;
+      this.released.delete(h);
+    }
+  }
+
+  /** The session that dropped `handle` within the last few seconds, if it still exists. */
+  formerOwner(handle: bigint): O | undefined {
+    return this.released.get(handle)?.owner;
   }
 
   handlesOf(owner: O): ReadonlySet<bigint> {
@@ -82,6 +100,7 @@ export class HandleRegistry<O extends Owner> {
     for (const h of handles) this.handleOwners.delete(h);
     this.ownedBy.delete(owner);
     for (const id of this.asyncBy.get(owner) ?? []) this.asyncOwners.delete(id);
+    for (const [h, r] of this.released) if (r.owner === owner) this.released.delete(h);
     this.asyncBy.delete(owner);
     return handles;
   }

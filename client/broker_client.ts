@@ -38,6 +38,9 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 };
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_RESUME_WINDOW_MS = 10_000;
+// Statuses of a transport that broke, which a new stream may mend.
+const RESUMABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.CANCELLED, grpc.status.INTERNAL]);
 const DEFAULT_INFO_TIMEOUT_MS = 10_000;
 // How long close() waits for the broker to finish the stream before cancelling it.
 const CLOSE_GRACE_MS = 5_000;
@@ -53,6 +56,13 @@ export interface ConnectOptions {
   credentials?: grpc.ChannelCredentials;
   /** Until Welcome; default 10000. */
   connectTimeoutMs?: number;
+  /**
+   * When the stream breaks (the broker restarts its transport, a proxy drops it), resume the
+   * session, its handles and its events, for up to this many ms (default 10000, the broker's
+   * default --resume-grace; 0: do not resume). Requests pending at the break reject with
+   * UNAVAILABLE (their outcome is unknown); requests made while resuming wait for it.
+   */
+  resumeWindowMs?: number;
 }
 
 export interface InfoOptions {
@@ -78,12 +88,16 @@ export type BrokerClientEvents = {
   notice: [notice: Notice];
   /** The session ended: undefined when it ended cleanly, else why it failed. */
   close: [error: BrokerError | undefined];
+  /** The stream broke and the client is resuming the session. */
+  resuming: [error: BrokerError];
+  /** The session was resumed on a new stream; events continue after the last one received. */
+  resumed: [];
   /** Something the broker sent that the client could not use (e.g. an FfiEvent that does not decode). */
   warning: [error: BrokerError];
 };
 
 type SessionCall = grpc.ClientDuplexStream<ClientMessage, ServerMessage>;
-type State = 'connecting' | 'open' | 'closing' | 'closed';
+type State = 'connecting' | 'open' | 'resuming' | 'closing' | 'closed';
 
 interface Pending {
   resolve(response: Response): void;
@@ -199,23 +213,40 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     this.resolveClosed = resolve;
   });
 
+  private call!: SessionCall;
+  private lastSeq = 0n;
+  private resumedAfter = 0n;
+  private options: ConnectOptions = {};
+  private resumedWaiters: Array<{ resolve(): void; reject(e: BrokerError): void }> = [];
+
   private constructor(
     private readonly grpcClient: grpc.Client,
-    private readonly call: SessionCall,
     address: string,
   ) {
     super();
     this.address = address;
-    call.on('data', (message: ServerMessage) => this.onMessage(message));
+  }
+
+  /** Opens a Session call and listens to it; events of calls replaced since are ignored. */
+  private openCall(): SessionCall {
+    const call = this.grpcClient.makeBidiStreamRequest(
+      FfiBrokerService.session.path,
+      FfiBrokerService.session.requestSerialize,
+      FfiBrokerService.session.responseDeserialize,
+    );
+    this.call = call;
+    this.status = undefined;
+    call.on('data', (message: ServerMessage) => call === this.call && this.onMessage(message));
     // The same failure arrives as 'status'; this listener only keeps the stream from throwing it.
     call.on('error', () => {});
     call.on('status', (status: grpc.StatusObject) => {
-      this.status = status;
+      if (call === this.call) this.status = status;
     });
     // 'end' comes after every message received before the status has been handled (and 'status'
     // itself), so it is where the session is over; 'close' covers a destroyed stream.
-    call.on('end', () => this.onStreamEnd());
-    call.on('close', () => this.onStreamEnd());
+    call.on('end', () => call === this.call && this.onStreamEnd());
+    call.on('close', () => call === this.call && this.onStreamEnd());
+    return call;
   }
 
   /** Open a Session: send Hello, resolve on Welcome. Rejects with BrokerError on failure or timeout. */
@@ -223,12 +254,9 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     const addr = resolveAddress(address);
     const { target } = parseAddress(addr);
     const grpcClient = new grpc.Client(target, options.credentials ?? grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-    const call = grpcClient.makeBidiStreamRequest(
-      FfiBrokerService.session.path,
-      FfiBrokerService.session.requestSerialize,
-      FfiBrokerService.session.responseDeserialize,
-    );
-    const client = new BrokerClient(grpcClient, call, addr);
+    const client = new BrokerClient(grpcClient, addr);
+    client.options = options;
+    client.openCall();
     await client.handshake(options);
     return client;
   }
@@ -331,7 +359,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
    */
   events(): AsyncIterableIterator<BrokerEvent> {
     const queue: EventQueue = new EventQueue(() => this.subscriptions.delete(queue));
-    if (this.state === 'open' || this.state === 'connecting') this.subscriptions.add(queue);
+    if (this.state === 'open' || this.state === 'connecting' || this.state === 'resuming') this.subscriptions.add(queue);
     else queue.end(this.closeError);
     return queue;
   }
@@ -341,6 +369,10 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
    * with UNAVAILABLE "session closed", iterators end. Resolves when the stream has closed.
    */
   close(): Promise<void> {
+    if (this.state === 'resuming') {
+      this.finish(undefined);
+      return this.closed;
+    }
     if (this.state !== 'open') return this.closed;
     this.state = 'closing';
     this.rejectPending(new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
@@ -351,12 +383,11 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     return this.closed;
   }
 
-  private handshake(options: ConnectOptions): Promise<void> {
-    const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  private handshake(options: ConnectOptions, timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.connectWaiter = { resolve, reject };
       this.connectTimer = setTimeout(() => {
-        this.finish(new BrokerError(Error_Code.UNAVAILABLE, `no Welcome from the broker at ${this.address} within ${timeoutMs} ms`));
+        this.failHandshake(new BrokerError(Error_Code.UNAVAILABLE, `no Welcome from the broker at ${this.address} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.send({
         case: 'hello',
@@ -372,7 +403,8 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     });
   }
 
-  private exchange(build: (requestId: bigint) => ClientMessage['message']): Promise<Response> {
+  private async exchange(build: (requestId: bigint) => ClientMessage['message']): Promise<Response> {
+    if (this.state === 'resuming') await new Promise<void>((resolve, reject) => this.resumedWaiters.push({ resolve, reject }));
     if (this.state !== 'open') {
       return Promise.reject(this.closeError ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
     }
@@ -389,9 +421,13 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
 
   private onMessage(message: ServerMessage): void {
     const body = message.message;
-    if (this.state === 'connecting') {
+    if (this.state === 'connecting' || (this.state === 'resuming' && this.connectWaiter !== undefined)) {
       if (body.case !== 'welcome') {
-        this.finish(new BrokerError(Error_Code.UNAVAILABLE, `the broker sent ${body.case ?? 'an empty message'} before Welcome`));
+        this.failHandshake(new BrokerError(Error_Code.UNAVAILABLE, `the broker sent ${body.case ?? 'an empty message'} before Welcome`));
+        return;
+      }
+      if (this.state === 'resuming' && !body.value.resumed) {
+        this.failHandshake(new BrokerError(Error_Code.UNAVAILABLE, 'the broker started a new session instead of resuming this one'));
         return;
       }
       this.welcome = body.value;
@@ -441,6 +477,8 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   private onEvents(batch: EventBatch): void {
     if (this.state !== 'open') return;
     for (const item of batch.events) {
+      // A resumed session may send again what arrived just before the break.
+      if (item.seq <= this.resumedAfter) continue;
       let event: FfiEvent;
       try {
         event = FfiEvent.fromBinary(item.ffiEvent);
@@ -453,6 +491,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         );
         continue;
       }
+      this.lastSeq = item.seq;
       const delivered: BrokerEvent = { seq: item.seq, event, buffers: toBufferMap(item.buffers) };
       this.emit('event', delivered);
       for (const queue of this.subscriptions) queue.push(delivered);
@@ -468,6 +507,14 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
       return;
     }
     const status = this.status;
+    if (this.state === 'resuming') {
+      if (this.connectWaiter !== undefined) this.failHandshake(status === undefined ? new BrokerError(Error_Code.UNAVAILABLE, 'stream closed before Welcome') : BrokerError.fromGrpcStatus(status, 'resume failed'));
+      return;
+    }
+    if (this.state === 'open' && (status === undefined || RESUMABLE.has(status.code)) && (this.options.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS) > 0) {
+      void this.resume(status === undefined ? new BrokerError(Error_Code.UNAVAILABLE, 'stream closed without a status') : BrokerError.fromGrpcStatus(status, `session stream to ${this.address} broke`));
+      return;
+    }
     if (status === undefined) {
       this.finish(new BrokerError(Error_Code.UNAVAILABLE, `session stream to ${this.address} closed without a status`));
     } else if (status.code !== grpc.status.OK) {
@@ -484,6 +531,45 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     }
   }
 
+  /** A Welcome that did not come: the connect fails, or this resume attempt does. */
+  private failHandshake(error: BrokerError): void {
+    if (this.state === 'resuming') {
+      clearTimeout(this.connectTimer);
+      const waiter = this.connectWaiter;
+      this.connectWaiter = undefined;
+      this.call.cancel();
+      waiter?.reject(error);
+      return;
+    }
+    this.finish(error);
+  }
+
+  /** Reopens the session on new streams, with backoff, until it resumes or the window ends. */
+  private async resume(cause: BrokerError): Promise<void> {
+    this.state = 'resuming';
+    this.resumedAfter = this.lastSeq;
+    // Their responses went with the broken stream: the requests' outcome is unknown.
+    this.rejectPending(cause);
+    this.emit('resuming', cause);
+    const deadline = Date.now() + (this.options.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS);
+    let lastError = cause;
+    for (let delay = 50; this.state === 'resuming' && Date.now() < deadline; delay = Math.min(delay * 2, 1000)) {
+      this.openCall();
+      try {
+        await this.handshake({ ...this.options, resumeToken: this.resumeToken, lastSeq: this.lastSeq }, Math.max(1, deadline - Date.now()));
+        for (const w of this.resumedWaiters.splice(0)) w.resolve();
+        this.emit('resumed');
+        return;
+      } catch (err) {
+        lastError = err as BrokerError;
+        // The broker no longer has the session (grace over, restarted) or refuses us: final.
+        if (lastError.grpcCode === grpc.status.NOT_FOUND || lastError.grpcCode === grpc.status.UNAUTHENTICATED) break;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
+    }
+    if (this.state === 'resuming') this.finish(lastError);
+  }
+
   private finish(error: BrokerError | undefined, pendingError?: BrokerError): void {
     if (this.state === 'closed') return;
     const wasConnecting = this.state === 'connecting';
@@ -492,6 +578,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     clearTimeout(this.connectTimer);
     clearTimeout(this.closeTimer);
     this.rejectPending(error ?? pendingError ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
+    for (const w of this.resumedWaiters.splice(0)) w.reject(error ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
     this.endSubscriptions(error);
     // Not finished by the broker (timeout, protocol error): tear the call down ourselves.
     if (this.status === undefined) this.call.cancel();

@@ -73,7 +73,8 @@ test('a worker that stops reading loses only its own media frames, each reported
 test('a broken stream resumes within the grace period: same session, same handles, events continue after the last one seen', async () => {
   const broker = await startBroker();
   try {
-    const first = await BrokerClient.connect(broker.address, { clientName: 'resumer' });
+    // This client must not resume by itself: the test resumes the session with a second one.
+    const first = await BrokerClient.connect(broker.address, { clientName: 'resumer', resumeWindowMs: 0 });
     const { source, stream } = await audioChain(first);
     let lastSeq = 0n;
     first.on('event', (e) => (lastSeq = e.seq));
@@ -107,11 +108,37 @@ test('a broken stream resumes within the grace period: same session, same handle
 test('past the grace period the session and its handles are released, and the token no longer resumes', async () => {
   const broker = await startBroker(['--resume-grace', '500']);
   try {
-    const first = await BrokerClient.connect(broker.address);
+    const first = await BrokerClient.connect(broker.address, { resumeWindowMs: 0 });
     await audioChain(first);
     breakStream(first);
     await waitFor(async () => (await broker.info()).ownedHandles === 0n && (await broker.info()).sessions.length === 0, 3000, 'release after 500 ms');
     await assert.rejects(BrokerClient.connect(broker.address, { resumeToken: first.resumeToken }), (err: unknown) => err instanceof BrokerError && /resume_token names no session/.test(err.message));
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('the TypeScript client resumes by itself after a transient break: pending requests fail, events go on without a gap', async () => {
+  const broker = await startBroker();
+  try {
+    const client = await BrokerClient.connect(broker.address, { clientName: 'auto-resume' });
+    const { stream } = await audioChain(client);
+    const seqs: bigint[] = [];
+    client.on('event', (e) => {
+      if (e.event.message.case === 'audioStreamEvent' && e.event.message.value.streamHandle === stream) seqs.push(e.seq);
+    });
+    await waitFor(() => seqs.length > 20, 3000, 'frames before the break');
+    const resumed = new Promise<void>((resolve) => client.once('resumed', resolve));
+    const sessionId = client.sessionId;
+    breakStream(client);
+    await resumed;
+    assert.equal(client.sessionId, sessionId, 'the same session');
+    const before = seqs.length;
+    await waitFor(() => seqs.length > before + 40, 3000, 'frames after the resume');
+    for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1]! + 1n, `no gap or repeat at ${seqs[i - 1]} → ${seqs[i]}`);
+    const { response } = await client.request(ffi({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeMs: 100 }) }));
+    assert.equal(response.message.case, 'newAudioSource', 'requests work on the resumed session');
+    await client.close();
   } finally {
     await broker.stop();
   }

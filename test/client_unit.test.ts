@@ -539,7 +539,8 @@ test('a broker that dies fails pending requests with UNAVAILABLE', { timeout: 10
     welcome(call);
     onRequests(call, () => gotRequest());
   });
-  const client = await BrokerClient.connect(fake.address);
+  // No resume window: a dead broker ends the session at once.
+  const client = await BrokerClient.connect(fake.address, { resumeWindowMs: 0 });
   const it = client.events();
   const pending = client.request(captureRequest(1n, 0n, 0));
   await requested;

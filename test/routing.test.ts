@@ -90,3 +90,27 @@ test('two sessions choosing the same request_async_id each get their own callbac
     await b.close();
   }
 });
+
+test('a dropped audio stream still gets its end-of-stream event, which the library sends after the drop', async () => {
+  const client = await BrokerClient.connect(broker.address);
+  try {
+    const { AudioSourceType, AudioStreamType, NewAudioSourceRequest, NewAudioStreamRequest } = await import('@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js');
+    const { CreateAudioTrackRequest } = await import('@livekit/rtc-ffi-bindings/proto/track_pb.js');
+    const src = await client.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeMs: 100 }) } }));
+    assert.equal(src.response.message.case, 'newAudioSource');
+    const trk = await client.request(new FfiRequest({ message: { case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: 't', sourceHandle: src.response.message.value.source!.handle!.id! }) } }));
+    assert.equal(trk.response.message.case, 'createAudioTrack');
+    const str = await client.request(new FfiRequest({ message: { case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: trk.response.message.value.track!.handle!.id!, type: AudioStreamType.AUDIO_STREAM_NATIVE }) } }));
+    assert.equal(str.response.message.case, 'newAudioStream');
+    const stream = str.response.message.value.stream!.handle!.id!;
+    const eos = new Promise<void>((resolve) =>
+      client.on('event', (e) => {
+        if (e.event.message.case === 'audioStreamEvent' && e.event.message.value.streamHandle === stream && e.event.message.value.message.case === 'eos') resolve();
+      }),
+    );
+    await client.dropHandles([stream]);
+    await Promise.race([eos, new Promise((_, reject) => setTimeout(() => reject(new Error('no EOS after the drop')), 3000))]);
+  } finally {
+    await client.close();
+  }
+});

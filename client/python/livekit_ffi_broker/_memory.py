@@ -38,6 +38,15 @@ _PACKED_VIDEO_TYPES = frozenset({0, 1, 2, 3, 4})
 # their distances (the SDK reads a video frame as one block from data_ptr).
 _CLUSTER_GAP = 64 * 1024
 _UINT64 = 4  # FieldDescriptor.TYPE_UINT64
+_LABEL_REPEATED = 3  # FieldDescriptor.LABEL_REPEATED
+
+
+def is_repeated(field: Any) -> bool:
+    """FieldDescriptor.is_repeated (protobuf >= 6), or its label (protobuf 5, removed in 7)."""
+    flag = getattr(field, "is_repeated", None)
+    if flag is not None:
+        return bool(flag)
+    return field.label == _LABEL_REPEATED
 
 
 def _product(fields: list[str], times: int) -> Callable[[Any], int]:
@@ -101,8 +110,8 @@ class _Plan:
         self.name = name
         # field name -> PointerEntry, or None for a *_ptr field the table does not know
         self.pointers: dict[str, Optional[PointerEntry]] = {}
-        # field name -> (child type name, is_map)
-        self.children: dict[str, tuple[str, bool]] = {}
+        # field name -> (child type name, is_map, is_repeated)
+        self.children: dict[str, tuple[str, bool, bool]] = {}
         self.is_memory = False
         self.is_owned_handle = name == OWNED_HANDLE_TYPE
         self.relevant = False
@@ -114,6 +123,9 @@ class Planner:
     def __init__(self, table: PointerTable) -> None:
         self.table = table
         self._plans: dict[str, _Plan] = {}
+        self._lock = threading.Lock()
+
+    def reset_lock(self) -> None:
         self._lock = threading.Lock()
 
     def plan(self, descriptor: Any) -> _Plan:
@@ -145,7 +157,7 @@ class Planner:
                         if value is None or value.message_type is None:
                             continue
                         child = value.message_type
-                    plan.children[field.name] = (child.full_name, is_map)
+                    plan.children[field.name] = (child.full_name, is_map, is_repeated(field))
                     stack.append(child)
                 elif field.type == _UINT64 and field.name.endswith("_ptr"):
                     plan.pointers[field.name] = self.table.entries.get((desc.full_name, field.name))
@@ -159,7 +171,7 @@ class Planner:
             for plan in new.values():
                 if plan.relevant:
                     continue
-                if any(everything[name].relevant for name, _ in plan.children.values()):
+                if any(everything[child[0]].relevant for child in plan.children.values()):
                     plan.relevant = True
                     changed = True
         for plan in new.values():
@@ -202,15 +214,15 @@ def walk(
             child = plan.children.get(name)
             if child is None:
                 continue
-            child_name, is_map = child
+            child_name, is_map, repeated = child
             if child_name == OWNED_HANDLE_TYPE:
                 if on_handle is not None:
-                    for handle in value if field.is_repeated else (value,):
+                    for handle in value if repeated else (value,):
                         on_handle(int(handle.id), plan.name, plan.is_memory)
                 continue
             if is_map:
                 stack.extend((v, owner) for v in value.values())
-            elif field.is_repeated:
+            elif repeated:
                 stack.extend((v, owner) for v in value)
             else:
                 stack.append((value, owner))
@@ -237,7 +249,7 @@ def _request_kind(request: Any) -> tuple[str, Any]:
 
 def _first_handle(message: Any) -> Optional[int]:
     for field, value in message.ListFields():
-        if field.type == _UINT64 and field.name.endswith("_handle") and not field.is_repeated:
+        if field.type == _UINT64 and field.name.endswith("_handle") and not is_repeated(field):
             return int(value)
     return None
 

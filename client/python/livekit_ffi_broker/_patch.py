@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import importlib.abc
-import importlib.machinery
 import logging
 import os
 import sys
@@ -203,6 +202,12 @@ def _make_client_class(module: Any) -> type:
                 client_version=_package_version(),
             )
             atexit.register(self._dispose)
+            # multiprocessing children (fork, forkserver) leave through os._exit(), which skips
+            # atexit; multiprocessing's own exit hooks still run, so end the session there too: the
+            # broker then releases the handles at once instead of noticing a broken stream.
+            mp_util = sys.modules.get("multiprocessing.util")
+            if mp_util is not None:
+                mp_util.Finalize(None, self._dispose, exitpriority=-10)
 
         @property
         def address(self) -> str:

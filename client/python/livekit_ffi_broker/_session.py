@@ -43,6 +43,24 @@ CONNECT_TIMEOUT_S = _env_float("LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT", 10.0)
 REQUEST_TIMEOUT_S = _env_float("LIVEKIT_FFI_BROKER_REQUEST_TIMEOUT", 60.0)
 MAX_MESSAGE_BYTES = int(_env_float("LIVEKIT_FFI_BROKER_MAX_MESSAGE_BYTES", 64 * MiB))
 CLOSE_GRACE_S = 2.0
+AUTH_TOKEN_ENV = "LIVEKIT_FFI_BROKER_AUTH_TOKEN"
+AUTH_TOKEN_FILE_ENV = "LIVEKIT_FFI_BROKER_AUTH_TOKEN_FILE"
+
+
+def auth_token() -> str:
+    """Hello.auth_token: $LIVEKIT_FFI_BROKER_AUTH_TOKEN, else the content of
+    $LIVEKIT_FFI_BROKER_AUTH_TOKEN_FILE (stripped), else none."""
+    token = os.environ.get(AUTH_TOKEN_ENV, "").strip()
+    if token:
+        return token
+    path = os.environ.get(AUTH_TOKEN_FILE_ENV, "").strip()
+    if not path:
+        return ""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as err:
+        raise BrokerUnavailable(f"cannot read the broker auth token from {path}: {err}") from None
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", -1),
@@ -54,6 +72,18 @@ CHANNEL_OPTIONS = [
 _table: Optional[PointerTable] = None
 _planner: Optional[Planner] = None
 _planner_lock = threading.Lock()
+
+
+def _reset_locks_after_fork() -> None:
+    # A lock held by another thread of the parent at fork() would stay held in the child forever.
+    global _planner_lock
+    _planner_lock = threading.Lock()
+    if _planner is not None:
+        _planner.reset_lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 def planner() -> Planner:
@@ -137,6 +167,7 @@ class _Session:
         self.ended = threading.Event()
         self.last_seq = 0
         self.outgoing: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        token = auth_token()
         self.channel = grpc.insecure_channel(grpc_target(self.address), options=CHANNEL_OPTIONS)
         stream = self.channel.stream_stream(
             SESSION_METHOD,
@@ -150,6 +181,7 @@ class _Session:
                     client_name=connection.client_name,
                     client_version=connection.client_version,
                     pid=self.pid,
+                    auth_token=token,
                 )
             )
         )
@@ -177,9 +209,8 @@ class _Session:
             self.fail(BrokerUnavailable(f"no Welcome from the broker at {self.address} within {timeout:g} s"))
             self.call.cancel()
         if self.state != "open":
-            assert self.failure is not None
             self.failure_reported = True
-            raise self.failure
+            raise self.failure or BrokerUnavailable("session closed before Welcome")
 
     def close(self, grace: float) -> None:
         """Half-close the stream (the broker then drops every handle of the session) and wait a
@@ -202,6 +233,7 @@ class _Session:
             if self.state in ("failed", "closed"):
                 return
             closing = self.state == "closing"
+            was_open = self.state == "open"
             self.state = "closed" if closing else "failed"
             self.failure = None if closing else error
             pending = list(self.pending.values())
@@ -214,7 +246,8 @@ class _Session:
             # Every waiting request gets the error now, and so does the next request made
             # (Connection.session); the one after that opens a new session.
             self.failure_reported = False
-            logger.error("livekit-ffi-broker: %s", error.detail)
+            if was_open:  # a failure to connect is raised to the caller instead
+                logger.error("livekit-ffi-broker: %s", error.detail)
             # Streams of a lost session end: their readers get an EOS instead of waiting forever.
             for handle, type_name in list(self.owned.items()):
                 if type_name in STREAM_EOS:
@@ -387,28 +420,31 @@ class Connection:
     # Sessions -----------------------------------------------------------------------------------
 
     def session(self) -> _Session:
+        """The open session, opening one if needed (callers racing here share it)."""
+        created = False
         with self._lock:
             if self._closed:
                 raise BrokerUnavailable("the connection to the broker was closed (FfiClient disposed)")
             session = self._session
-            if session is not None:
-                if session.state == "open":
-                    return session
-                if session.state == "failed" and not session.failure_reported:
-                    session.failure_reported = True
-                    assert session.failure is not None
-                    raise session.failure
-            session = _Session(self)
-            self._session = session
-        session.wait_welcome(CONNECT_TIMEOUT_S)
-        welcome = session.welcome
-        logger.info(
-            "livekit-ffi-broker: session %s with the broker at %s (broker %s, liblivekit_ffi %s)",
-            welcome.session_id,
-            self.address,
-            welcome.broker_version,
-            welcome.ffi_version,
-        )
+            if session is not None and session.state == "failed" and not session.failure_reported:
+                session.failure_reported = True
+                assert session.failure is not None
+                raise session.failure
+            if session is None or session.state not in ("open", "connecting"):
+                session = _Session(self)
+                self._session = session
+                created = True
+        if session.state != "open":
+            session.wait_welcome(CONNECT_TIMEOUT_S)
+        if created:
+            welcome = session.welcome
+            logger.info(
+                "livekit-ffi-broker: session %s with the broker at %s (broker %s, liblivekit_ffi %s)",
+                welcome.session_id,
+                self.address,
+                welcome.broker_version,
+                welcome.ffi_version,
+            )
         return session
 
     def close(self, grace: float = CLOSE_GRACE_S) -> None:

@@ -30,18 +30,20 @@ class ServerMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., response: _Optional[_Union[Response, _Mapping]] = ..., events: _Optional[_Union[EventBatch, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("client_name", "client_version", "pid", "resume_token", "auth_token")
+    __slots__ = ("client_name", "client_version", "pid", "resume_token", "auth_token", "last_seq")
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AUTH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     client_name: str
     client_version: str
     pid: int
     resume_token: str
     auth_token: str
-    def __init__(self, client_name: _Optional[str] = ..., client_version: _Optional[str] = ..., pid: _Optional[int] = ..., resume_token: _Optional[str] = ..., auth_token: _Optional[str] = ...) -> None: ...
+    last_seq: int
+    def __init__(self, client_name: _Optional[str] = ..., client_version: _Optional[str] = ..., pid: _Optional[int] = ..., resume_token: _Optional[str] = ..., auth_token: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("session_id", "resume_token", "ffi_version", "broker_version", "resumed")

@@ -4,12 +4,13 @@ Importable by multiprocessing children (spawn and forkserver re-import it by nam
 """
 from __future__ import annotations
 
-import array
 import asyncio
 import gc
 import os
 import time
 from typing import Any
+
+import numpy as np
 
 SAMPLE_RATE = 48000
 FRAME = 480  # 10 ms
@@ -20,29 +21,25 @@ def native_library_loaded() -> bool:
         return "liblivekit_ffi" in maps.read()
 
 
-def signal_frame(base: int, index: int) -> array.array:
+def signal_frame(base: int, index: int) -> np.ndarray:
     """Samples of frame ``index`` of a stream: never 0 (0 is the silence of an under-run),
     different for every (worker, track) base, so frames of another stream cannot pass as ours."""
     start = index * FRAME
-    return array.array("h", [((base + start + k) % 32000) + 1 for k in range(FRAME)])
+    return (((base + start + np.arange(FRAME)) % 32000) + 1).astype(np.int16)
 
 
-def expected_samples(base: int, frames: int) -> array.array:
-    out = array.array("h")
-    for i in range(frames):
-        out.extend(signal_frame(base, i))
-    return out
+def expected_samples(base: int, frames: int) -> np.ndarray:
+    return (((base + np.arange(frames * FRAME)) % 32000) + 1).astype(np.int16)
 
 
-def check_samples(received: array.array, base: int, frames: int) -> dict[str, Any]:
+def check_samples(received: np.ndarray, base: int, frames: int) -> dict[str, Any]:
     expected = expected_samples(base, frames)
-    nonzero = array.array("h", (v for v in received if v != 0))
-    silence = len(received) - len(nonzero)
-    in_order = nonzero.tobytes() == expected[: len(nonzero)].tobytes()
+    nonzero = received[received != 0]
+    in_order = bool(np.array_equal(nonzero, expected[: len(nonzero)]))
     return {
-        "sent": len(expected),
-        "received": len(nonzero),
-        "silence": silence,
+        "sent": int(len(expected)),
+        "received": int(len(nonzero)),
+        "silence": int(len(received) - len(nonzero)),
         "in_order": in_order,
         "complete": len(nonzero) == len(expected),
     }
@@ -54,15 +51,15 @@ async def stream_audio(tag: str, base: int, seconds: float, rtc: Any, on_streami
     source = rtc.AudioSource(SAMPLE_RATE, 1)
     track = rtc.LocalAudioTrack.create_audio_track(tag, source)
     stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
-    received = array.array("h")
+    chunks: list[np.ndarray] = []
     wanted = frames * FRAME
 
     async def read() -> None:
         nonzero = 0
         async for event in stream:
-            data = event.frame.data
-            received.extend(data)
-            nonzero += sum(1 for v in data if v != 0)
+            data = np.frombuffer(event.frame.data, dtype=np.int16).copy()
+            chunks.append(data)
+            nonzero += int(np.count_nonzero(data))
             if nonzero >= wanted:
                 return
 
@@ -77,6 +74,7 @@ async def stream_audio(tag: str, base: int, seconds: float, rtc: Any, on_streami
         timed_out = False
     except asyncio.TimeoutError:
         timed_out = True
+    received = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     result = check_samples(received, base, frames)
     result["timed_out"] = timed_out
     await asyncio.wait_for(stream.aclose(), timeout=10)
@@ -85,15 +83,18 @@ async def stream_audio(tag: str, base: int, seconds: float, rtc: Any, on_streami
     return result
 
 
-def own_session_handles() -> int:
-    """Handles the broker holds for this process's session (-1: no session)."""
+def own_session_handles(settle: float = 5.0) -> int:
+    """Handles the broker holds for this process's session (-1: no session), once they settle at 0
+    (drops are fire-and-forget on the session stream, Info comes over another connection)."""
     import livekit_ffi_broker
 
-    info = livekit_ffi_broker.broker_info()
-    for session in info.sessions:
-        if session.pid == os.getpid():
-            return int(session.owned_handles)
-    return -1
+    deadline = time.monotonic() + settle
+    while True:
+        info = livekit_ffi_broker.broker_info()
+        owned = next((int(s.owned_handles) for s in info.sessions if s.pid == os.getpid()), -1)
+        if owned <= 0 or time.monotonic() > deadline:
+            return owned
+        time.sleep(0.05)
 
 
 def audio_job(worker: int, seconds: float = 3.0, tracks: int = 2) -> dict[str, Any]:

@@ -1,0 +1,234 @@
+"""Failure paths, driven step by step by the test over stdin/stdout.
+
+    errors.py lost        the broker is stopped, then killed, while a request waits for it
+    errors.py refused     requests the broker (or this client) refuses
+    errors.py connect     two requests, reporting how each ended (no broker, authentication)
+    errors.py explicit ADDRESS
+                          no LIVEKIT_FFI_BROKER: livekit.rtc imported first, then activate(ADDRESS)
+    errors.py threads     several threads, each with its own event loop, start using the SDK at once
+
+Prints one JSON line at the end.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import media_worker  # noqa: E402
+
+
+def step(name: str) -> None:
+    """Tell the test where we are and wait for its go-ahead."""
+    print(name, flush=True)
+    line = sys.stdin.readline().strip()
+    assert line == "go", f"expected go after {name}, got {line!r}"
+
+
+def describe(err: BaseException | None) -> dict | None:
+    if err is None:
+        return None
+    return {"type": type(err).__name__, "code": getattr(err, "code", None), "message": str(err)}
+
+
+def lost() -> dict:
+    from livekit import rtc
+
+    import livekit_ffi_broker
+
+    out: dict = {}
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def setup():
+        source = rtc.AudioSource(48000, 1)
+        track = rtc.LocalAudioTrack.create_audio_track("lost", source)
+        stream = rtc.AudioStream(track)
+        frames = []
+
+        async def read():
+            async for event in stream:
+                frames.append(event)
+
+        reader = asyncio.create_task(read())
+        for i in range(5):
+            await source.capture_frame(rtc.AudioFrame(media_worker.signal_frame(5, i).tobytes(), 48000, 1, 480))
+        return source, track, stream, reader
+
+    source, track, stream, reader = loop.run_until_complete(setup())
+    step("READY")  # the test stops the broker (SIGSTOP)
+
+    result: dict = {}
+
+    def pending_request() -> None:
+        started = time.monotonic()
+        try:
+            rtc.AudioSource(48000, 1, loop=loop)
+            result["error"] = None
+        except BaseException as err:  # noqa: BLE001
+            result["error"] = err
+        result["waited"] = time.monotonic() - started
+
+    thread = threading.Thread(target=pending_request)
+    thread.start()
+    time.sleep(0.5)
+    out["pending_while_stopped"] = thread.is_alive()
+    step("PENDING")  # the test kills the broker (SIGKILL)
+    killed = time.monotonic()
+    thread.join(10)
+    out["pending_woken"] = not thread.is_alive()
+    out["pending_error"] = describe(result.get("error"))
+    out["woken_after_kill_s"] = round(time.monotonic() - killed, 3)
+
+    async def stream_end():
+        try:
+            await asyncio.wait_for(reader, 5)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    out["stream_ended"] = loop.run_until_complete(stream_end())
+
+    for name in ("next_request", "reconnect"):
+        started = time.monotonic()
+        try:
+            source.clear_queue()
+            out[name] = None
+        except BaseException as err:  # noqa: BLE001
+            out[name] = describe(err)
+        out[name + "_s"] = round(time.monotonic() - started, 3)
+    out["is_broker_unavailable"] = isinstance(result.get("error"), livekit_ffi_broker.BrokerUnavailable)
+    return out
+
+
+def refused() -> dict:
+    from livekit.rtc._ffi_client import FfiClient
+    from livekit.rtc._proto import ffi_pb2
+
+    import livekit_ffi_broker
+
+    out: dict = {}
+
+    def attempt(name: str, req) -> None:
+        try:
+            FfiClient.instance.request(req)
+            out[name] = None
+        except livekit_ffi_broker.BrokerError as err:
+            out[name] = describe(err)
+
+    req = ffi_pb2.FfiRequest()
+    req.clear_audio_buffer.source_handle = 987654321
+    attempt("not_owned", req)
+
+    req = ffi_pb2.FfiRequest()
+    setattr(req.dispose, "async", False)
+    attempt("dispose", req)
+
+    # A request of the SDK's newer schema whose pointer field the broker's table does not know.
+    req = ffi_pb2.FfiRequest()
+    req.capture_encoded_video_frame.source_handle = 1
+    req.capture_encoded_video_frame.buffer.data_ptr = 0x1000
+    req.capture_encoded_video_frame.buffer.data_len = 16
+    attempt("newer_pointer", req)
+
+    # A request of the SDK's newer schema without pointers: the broker does not know its kind.
+    req = ffi_pb2.FfiRequest()
+    req.stop_capture.capture_handle = 1
+    attempt("newer_kind", req)
+
+    # The session goes on after refusals.
+    from livekit import rtc
+
+    source = rtc.AudioSource(48000, 1)
+    out["still_works"] = source._ffi_handle.handle != 0
+    source._ffi_handle.dispose()
+    out["is_assertion_error"] = issubclass(livekit_ffi_broker.FfiRequestError, AssertionError)
+    return out
+
+
+def connect() -> dict:
+    from livekit import rtc
+
+    out: dict = {}
+    for name in ("first", "second"):
+        started = time.monotonic()
+        try:
+            rtc.AudioSource(48000, 1)
+            out[name] = None
+        except BaseException as err:  # noqa: BLE001
+            out[name] = describe(err)
+        out[name + "_s"] = round(time.monotonic() - started, 3)
+    out["native_loaded"] = media_worker.native_library_loaded()
+    return out
+
+
+def explicit(address: str) -> dict:
+    from livekit import rtc  # imported before activation: patched in place
+
+    import livekit_ffi_broker
+
+    assert not livekit_ffi_broker.is_active()
+    livekit_ffi_broker.activate(address)
+    out = {"active": livekit_ffi_broker.is_active()}
+    out["stream"] = asyncio.run(media_worker.stream_audio("explicit", 123, 0.5, rtc))
+    out["native_loaded"] = media_worker.native_library_loaded()
+    out["handles_after"] = media_worker.own_session_handles() if os.environ.get("LIVEKIT_FFI_BROKER") else None
+    from livekit.rtc._ffi_client import FfiClient
+
+    out["client_class"] = type(FfiClient.instance).__name__
+    return out
+
+
+def threads() -> dict:
+    from livekit import rtc
+
+    results: list = [None] * 4
+    barrier = threading.Barrier(4)
+
+    def run(i: int) -> None:
+        barrier.wait()  # the first requests race to open the session
+        results[i] = asyncio.run(media_worker.stream_audio(f"thread{i}", 1000 * i, 1.0, rtc))
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(30)
+    from livekit.rtc._ffi_client import FfiClient
+
+    import livekit_ffi_broker
+
+    info = livekit_ffi_broker.broker_info()
+    return {
+        "streams": results,
+        "sessions_of_this_process": sum(1 for s in info.sessions if s.pid == os.getpid()),
+        "handles_after": media_worker.own_session_handles(),
+        "memory_held": list(FfiClient.instance._connection.memory.held),
+    }
+
+
+def main() -> int:
+    mode = sys.argv[1]
+    if mode == "lost":
+        out = lost()
+    elif mode == "refused":
+        out = refused()
+    elif mode == "connect":
+        out = connect()
+    elif mode == "threads":
+        out = threads()
+    elif mode == "explicit":
+        out = explicit(sys.argv[2])
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Failure paths: a lost broker, refusals, no broker at all, and explicit activation."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+from conftest import SCENARIOS, run_scenario, scenario_env, start_broker
+
+
+def read_until(proc: subprocess.Popen, marker: str) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == marker:
+            return
+    raise AssertionError(f"the scenario ended before {marker}: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def test_lost_broker_wakes_pending_requests_and_ends_streams(broker):
+    proc = subprocess.Popen(
+        [sys.executable, str(SCENARIOS / "errors.py"), "lost"],
+        env=scenario_env(broker.address, LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT="3"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        read_until(proc, "READY")
+        broker.process.send_signal(signal.SIGSTOP)  # alive but silent: the next request waits
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        read_until(proc, "PENDING")
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait(10)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    out = json.loads(stdout.strip().splitlines()[-1])
+    assert out["pending_while_stopped"], out
+    assert out["pending_woken"] and out["woken_after_kill_s"] < 5, out
+    assert out["pending_error"]["type"] == "BrokerUnavailable" and out["pending_error"]["code"] == 5, out
+    assert out["stream_ended"], "AudioStream iteration did not end after the broker was lost"
+    # The first request after the loss reports it; the next one tries a new session and fails fast.
+    assert out["next_request"]["type"] == "BrokerUnavailable", out
+    assert out["reconnect"]["type"] == "BrokerUnavailable", out
+    assert out["next_request_s"] < 1 and out["reconnect_s"] < 5, out
+
+
+def test_refusals_raise_broker_errors(broker):
+    out = run_scenario("errors.py", "refused", address=broker.address)
+    assert out["not_owned"]["type"] == "BrokerError" and out["not_owned"]["code"] == 2, out
+    assert "987654321" in out["not_owned"]["message"]
+    assert out["dispose"]["code"] == 2, out
+    assert out["newer_pointer"]["code"] == 1 and "pointer" in out["newer_pointer"]["message"], out
+    assert out["newer_kind"]["code"] == 1 and "newer" in out["newer_kind"]["message"], out
+    assert out["still_works"]
+    assert out["is_assertion_error"]
+    broker.wait_info(lambda i: i.owned_handles == 0 and not i.sessions)
+
+
+def test_no_broker_fails_fast(tmp_dir):
+    out = run_scenario("errors.py", "connect", address=f"unix://{tmp_dir}/nobody.sock", LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT="3")
+    for name in ("first", "second"):
+        assert out[name]["type"] == "BrokerUnavailable", out
+        assert out[name + "_s"] < 4, out
+    assert not out["native_loaded"]
+
+
+def test_explicit_activate_after_import(broker):
+    out = run_scenario("errors.py", "explicit", broker.address, address=None)
+    assert out["active"]
+    assert out["client_class"] == "BrokerFfiClient"
+    assert out["stream"]["in_order"] and out["stream"]["complete"], out
+    assert not out["native_loaded"]
+    broker.wait_info(lambda i: i.owned_handles == 0 and not i.sessions)
+
+
+def test_threads_share_one_session(broker):
+    out = run_scenario("errors.py", "threads", address=broker.address)
+    for stream in out["streams"]:
+        assert stream is not None and stream["in_order"] and stream["complete"], out
+    assert out["sessions_of_this_process"] == 1
+    assert out["handles_after"] == 0
+    assert out["memory_held"] == [0, 0]
+
+
+def test_auth_token(tmp_dir):
+    token_file = tmp_dir / "token"
+    token_file.write_text("a-token-of-at-least-16-chars\n")
+    broker = start_broker(tmp_dir, "--auth-token-file", str(token_file))
+    try:
+        out = run_scenario("errors.py", "connect", address=broker.address)
+        assert out["first"]["type"] == "BrokerUnavailable" and "UNAUTHENTICATED" in out["first"]["message"], out
+        out = run_scenario("errors.py", "connect", address=broker.address, LIVEKIT_FFI_BROKER_AUTH_TOKEN_FILE=str(token_file))
+        assert out["first"] is None and out["second"] is None, out
+        out = run_scenario("errors.py", "connect", address=broker.address, LIVEKIT_FFI_BROKER_AUTH_TOKEN="a-token-of-at-least-16-chars")
+        assert out["first"] is None, out
+    finally:
+        broker.stop()
