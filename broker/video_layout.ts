@@ -21,21 +21,7 @@
 // the output is copied; for a stream it is the libwebrtc frame, already freed (hence captured I444
 // frames are refused).
 import type { SchemaMessage } from './livekit_schema.js';
-
-/** livekit.proto.VideoBufferType */
-export const VideoType = {
-  RGBA: 0,
-  ABGR: 1,
-  ARGB: 2,
-  BGRA: 3,
-  RGB24: 4,
-  I420: 5,
-  I420A: 6,
-  I422: 7,
-  I444: 8,
-  I010: 9,
-  NV12: 10,
-} as const;
+import { VideoBufferType as VideoType, packedBytesPerPixel, planeRules } from '../proto/video_planes.js';
 
 const TYPE_NAMES = ['RGBA', 'ABGR', 'ARGB', 'BGRA', 'RGB24', 'I420', 'I420A', 'I422', 'I444', 'I010', 'NV12'] as const;
 
@@ -43,48 +29,12 @@ export function videoTypeName(type: number): string {
   return TYPE_NAMES[type] ?? `VideoBufferType ${type}`;
 }
 
-export const PACKED_BYTES_PER_PIXEL: Readonly<Record<number, number>> = { 0: 4, 1: 4, 2: 4, 3: 4, 4: 3 }; // RGBA ABGR ARGB BGRA RGB24
-
 /** The largest width or height the broker passes to the library. */
 export const MAX_VIDEO_DIMENSION = 16384;
 
 const U32_MAX = 0xffff_ffff;
 /** Room left in a message for what surrounds a frame's bytes. */
 const MESSAGE_OVERHEAD = 4096;
-
-export interface PlaneSpec {
-  /** Y, U, V, A, UV */
-  name: string;
-  /** The least stride the library accepts: the plane's width in samples. */
-  minStride: number;
-  rows: number;
-  /** Bytes per sample: 2 for I010 (its strides count 16-bit samples), else 1. */
-  sampleBytes: 1 | 2;
-}
-
-/** The planes of a planar type, in component order; undefined for packed or unknown types. */
-export function planeSpecs(type: number, width: number, height: number): PlaneSpec[] | undefined {
-  const cw = Math.floor((width + 1) / 2);
-  const ch = Math.floor((height + 1) / 2);
-  const plane = (name: string, minStride: number, rows: number, sampleBytes: 1 | 2 = 1): PlaneSpec => ({ name, minStride, rows, sampleBytes });
-  switch (type) {
-    case VideoType.I420:
-      return [plane('Y', width, height), plane('U', cw, ch), plane('V', cw, ch)];
-    case VideoType.I420A:
-      return [plane('Y', width, height), plane('U', cw, ch), plane('V', cw, ch), plane('A', width, height)];
-    case VideoType.I422:
-      return [plane('Y', width, height), plane('U', cw, height), plane('V', cw, height)];
-    case VideoType.I444:
-      return [plane('Y', width, height), plane('U', width, height), plane('V', width, height)];
-    case VideoType.I010:
-      return [plane('Y', width, height, 2), plane('U', cw, ch, 2), plane('V', cw, ch, 2)];
-    case VideoType.NV12:
-      // imgproc: stride_uv ≥ width + width % 2 (interleaved U and V samples).
-      return [plane('Y', width, height), plane('UV', 2 * cw, ch)];
-    default:
-      return undefined;
-  }
-}
 
 interface ComponentLike {
   size?: number;
@@ -98,7 +48,7 @@ interface ComponentLike {
  */
 export function videoFrameBytes(info: SchemaMessage): number {
   const type = Number(info.type ?? 0);
-  const bpp = PACKED_BYTES_PER_PIXEL[type];
+  const bpp = packedBytesPerPixel(type);
   if (bpp !== undefined) return packedStride(info, bpp) * Number(info.height ?? 0);
   const components = (info.components as ComponentLike[] | undefined) ?? [];
   return Number(components[0]?.size ?? 0);
@@ -152,7 +102,7 @@ export function videoBufferProblem(info: SchemaMessage, request?: SchemaMessage,
   const hazard = typeHazard(type, use, request, f);
   if (hazard !== undefined) return hazard;
 
-  const bpp = PACKED_BYTES_PER_PIXEL[type];
+  const bpp = packedBytesPerPixel(type);
   if (bpp !== undefined) {
     const stride = packedStride(info, bpp);
     if (stride < width * bpp) {
@@ -160,7 +110,7 @@ export function videoBufferProblem(info: SchemaMessage, request?: SchemaMessage,
     }
     if (stride * height > U32_MAX) return `${f}stride × height = ${stride} × ${height} exceeds 2^32 − 1 bytes`;
   } else {
-    const planes = planeSpecs(type, width, height)!;
+    const planes = planeRules(type, width, height)!;
     const components = (info.components as ComponentLike[] | undefined) ?? [];
     if (components.length !== planes.length) {
       return `${f}components: ${name} needs ${planes.length} components (${planes.map((p) => p.name).join(', ')}), got ${components.length}`;
@@ -169,8 +119,8 @@ export function videoBufferProblem(info: SchemaMessage, request?: SchemaMessage,
       const stride = Number(components[i]!.stride ?? 0);
       const size = Number(components[i]!.size ?? 0);
       const what = `the ${name} ${plane.name} plane of a ${width}×${height} frame`;
-      if (stride < plane.minStride) {
-        return `${f}components[${i}].stride = ${stride} is below ${plane.minStride}, the width of ${what}${plane.sampleBytes === 2 ? ' (I010 strides count 16-bit samples)' : ''}`;
+      if (stride < plane.samples) {
+        return `${f}components[${i}].stride = ${stride} is below ${plane.samples}, the width of ${what}${plane.sampleBytes === 2 ? ' (I010 strides count 16-bit samples)' : ''}`;
       }
       const expected = stride * plane.rows * plane.sampleBytes;
       if (size !== expected) {

@@ -4,25 +4,11 @@
 // refuses others, see broker/video_layout.ts): packed types are `stride × height` bytes; planar
 // types are planes of exactly `stride × rows` bytes (I010: 2 × stride × rows, its strides count
 // 16-bit samples), rows being height or (height + 1) / 2 for 4:2:0 chroma.
-import { VideoBufferInfo, VideoBufferInfo_ComponentInfo, VideoBufferType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
+import { VideoBufferInfo, VideoBufferInfo_ComponentInfo } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
+import { VideoBufferType, packedBytesPerPixel, planeRules } from '../proto/video_planes.js';
 import { allocatePointer, bufferAt, type BufferMap } from './media.js';
 
-export { VideoBufferType };
-
-/** Bytes per pixel of the packed types (RGBA, ABGR, ARGB, BGRA: 4; RGB24: 3). */
-export function packedBytesPerPixel(type: VideoBufferType): number | undefined {
-  switch (type) {
-    case VideoBufferType.RGBA:
-    case VideoBufferType.ABGR:
-    case VideoBufferType.ARGB:
-    case VideoBufferType.BGRA:
-      return 4;
-    case VideoBufferType.RGB24:
-      return 3;
-    default:
-      return undefined;
-  }
-}
+export { VideoBufferType, packedBytesPerPixel };
 
 export interface VideoPlaneLayout {
   /** Y, U, V, A, UV, or the type's name for a packed frame. */
@@ -36,27 +22,11 @@ export interface VideoPlaneLayout {
 
 /** The planes of a frame of `type` (one for a packed type), in VideoBufferInfo.components order. */
 export function videoPlaneLayout(type: VideoBufferType, width: number, height: number): VideoPlaneLayout[] {
-  const cw = Math.floor((width + 1) / 2);
-  const ch = Math.floor((height + 1) / 2);
-  const plane = (name: string, samples: number, rows: number, sampleBytes: 1 | 2 = 1): VideoPlaneLayout => ({ name, rowBytes: samples * sampleBytes, rows, sampleBytes });
   const bpp = packedBytesPerPixel(type);
-  if (bpp !== undefined) return [plane(VideoBufferType[type], width * bpp, height)];
-  switch (type) {
-    case VideoBufferType.I420:
-      return [plane('Y', width, height), plane('U', cw, ch), plane('V', cw, ch)];
-    case VideoBufferType.I420A:
-      return [plane('Y', width, height), plane('U', cw, ch), plane('V', cw, ch), plane('A', width, height)];
-    case VideoBufferType.I422:
-      return [plane('Y', width, height), plane('U', cw, height), plane('V', cw, height)];
-    case VideoBufferType.I444:
-      return [plane('Y', width, height), plane('U', width, height), plane('V', width, height)];
-    case VideoBufferType.I010:
-      return [plane('Y', width, height, 2), plane('U', cw, ch, 2), plane('V', cw, ch, 2)];
-    case VideoBufferType.NV12:
-      return [plane('Y', width, height), plane('UV', 2 * cw, ch)];
-    default:
-      throw new RangeError(`unknown VideoBufferType ${String(type)}`);
-  }
+  if (bpp !== undefined) return [{ name: VideoBufferType[type], rowBytes: width * bpp, rows: height, sampleBytes: 1 }];
+  const rules = planeRules(type, width, height);
+  if (rules === undefined) throw new RangeError(`unknown VideoBufferType ${String(type)}`);
+  return rules.map((r) => ({ name: r.name, rowBytes: r.samples * r.sampleBytes, rows: r.rows, sampleBytes: r.sampleBytes }));
 }
 
 export interface VideoFrameOptions {
