@@ -101,6 +101,13 @@ describe('broker core with the real liblivekit_ffi', () => {
         denied,
       );
       await assert.rejects(intruder.dropHandles([stream, source]), denied);
+      // Each refusal is a warning in the broker's log, from the intruder's session logger.
+      const refusal = broker.logs.find((r) => r.msg === 'request refused' && r.client === 'intruder' && r.request === 'CaptureAudioFrameRequest');
+      assert.ok(refusal, 'a "request refused" record naming the request kind');
+      assert.equal(refusal.level, 40);
+      assert.equal(refusal.code, 'PERMISSION_DENIED');
+      assert.equal(typeof refusal.session, 'string');
+      assert.equal(refusal.clientPid, process.pid);
 
       const info = await broker.info();
       const victimInfo = info.sessions.find((s) => s.sessionId === ready.sessionId);
