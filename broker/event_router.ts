@@ -32,9 +32,6 @@ export interface RouterHooks {
 }
 
 export class EventRouter<O extends EventReceiver> {
-  undecodable = 0n;
-  unowned = 0n;
-
   constructor(
     private readonly registry: HandleRegistry<O>,
     private readonly output: OutputMemory<O>,
@@ -52,7 +49,7 @@ export class EventRouter<O extends EventReceiver> {
       try {
         message = FfiEvent.fromBinary(event.bytes) as unknown as SchemaMessage;
       } catch (err) {
-        this.undecodable++;
+        this.metrics.eventsDropped.inc({ kind: 'unknown', reason: 'undecodable' });
         this.log.error({ err, bytes: event.bytes.length }, 'an event from the library does not decode as livekit.proto.FfiEvent; dropped');
         continue;
       }
@@ -69,7 +66,6 @@ export class EventRouter<O extends EventReceiver> {
       const { owner, rewritten } = this.ownerOf(chosen.value);
       const buffers = this.output.take(chosen.value, owner);
       if (owner === undefined) {
-        this.unowned++;
         this.metrics.eventsDropped.inc({ kind: chosen.kind, reason: 'unowned' });
         if (this.log.isLevelEnabled('debug')) this.log.debug({ kind: chosen.typeName }, 'event names nothing any session owns; dropped');
         continue;

@@ -91,10 +91,6 @@ export function typeByName(typeName: string): SchemaType | undefined {
   return plans.get(typeName)?.type;
 }
 
-export function allPlans(): Iterable<TypePlan> {
-  return plans.values();
-}
-
 export function fieldValue(message: SchemaMessage, field: SchemaField): unknown {
   if (field.oneof !== undefined) {
     const slot = message[field.oneof.localName] as { case?: string; value?: unknown } | undefined;

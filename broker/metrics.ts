@@ -14,7 +14,7 @@ export interface BrokerState {
 export class Metrics {
   readonly registry = new Registry();
   readonly eventsDelivered = new Counter({ name: 'lkb_events_delivered_total', help: 'Events handed to a session\'s transport, by event kind', labelNames: ['kind'], registers: [this.registry] });
-  readonly eventsDropped = new Counter({ name: 'lkb_events_dropped_total', help: 'Events not delivered, by event kind and reason (slow_reader, stream_broken, unowned)', labelNames: ['kind', 'reason'], registers: [this.registry] });
+  readonly eventsDropped = new Counter({ name: 'lkb_events_dropped_total', help: 'Events not delivered, by event kind and reason (slow_reader, stream_broken, unowned, undecodable)', labelNames: ['kind', 'reason'], registers: [this.registry] });
   readonly eventLatency = new Histogram({
     name: 'lkb_event_latency_seconds',
     help: 'From the native callback to the hand-over to the session\'s transport',

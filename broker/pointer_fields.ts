@@ -77,7 +77,3 @@ export const MEMORY_HANDLE_TYPES: ReadonlySet<string> = table.memoryHandles;
 export function pointerField(typeName: string, field: string): PointerField | undefined {
   return table.fields.get(`${typeName}.${field}`);
 }
-
-export function allPointerFields(): Iterable<PointerField> {
-  return table.fields.values();
-}

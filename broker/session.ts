@@ -65,7 +65,6 @@ export class Session implements EventReceiver {
   private closed = false;
   private tokens = Number.POSITIVE_INFINITY;
   private tokensAt = performance.now();
-  eventsDelivered = 0n;
   droppedEvents = 0n;
   /** Set when what may not be dropped passed the hard cap: the broker then fails the session. */
   overflowed = false;
@@ -167,7 +166,6 @@ export class Session implements EventReceiver {
         this.writeNotice(call, firstHeld - lastSeq - 1n, lastSeq + 1n, 'sent on the broken stream and no longer held by the broker');
       }
       if (again.length > 0) {
-        this.eventsDelivered += BigInt(again.length);
         this.write(call, { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events: again.map((w) => w.event) } }, again.reduce((a, w) => a + w.bytes, 0), false);
       }
     }
@@ -249,7 +247,6 @@ export class Session implements EventReceiver {
         this.remember(next.event, next.bytes);
       }
       if (events.length === 0) continue;
-      this.eventsDelivered += BigInt(events.length);
       this.write(call, { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events } }, bytes);
     }
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
