@@ -21,6 +21,7 @@ interface SlowReport {
 interface AudioReport {
   streams: { id: number; frames: number; samples: number; outOfOrder: number; foreign: number; captured: number }[];
   seqViolations: number;
+  firstViolation?: string;
 }
 
 /** Breaks the client's stream as a network failure would: the broker sees it cancelled. */
@@ -56,7 +57,7 @@ test('a worker that stops reading loses only its own media frames, each reported
     assert.equal(slowReport.gaps, slowReport.dropped, 'every gap in seq is one reported by a notice');
     assert.equal(slowReport.backwards, 0, 'seq only goes up');
     const healthyReport = await healthy.next<AudioReport>('report');
-    assert.equal(healthyReport.seqViolations, 0);
+    assert.equal(healthyReport.seqViolations, 0, `the healthy worker's seq went back: ${healthyReport.firstViolation}`);
     for (const s of healthyReport.streams) {
       assert.equal(s.outOfOrder, 0);
       assert.equal(s.foreign, 0);

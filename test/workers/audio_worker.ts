@@ -44,13 +44,17 @@ async function main(): Promise<void> {
   const answeredAsync = new Set<bigint>();
   let lastSeq = 0n;
   let seqViolations = 0;
+  let firstViolation: string | undefined;
   let callbacksBeforeResponse = 0;
   let foreignEvents = 0;
   let callbacks = 0;
   let logsEvents = 0;
 
   client.on('event', ({ seq, event, buffers }) => {
-    if (seq <= lastSeq) seqViolations++;
+    if (seq <= lastSeq) {
+      seqViolations++;
+      firstViolation ??= `seq ${seq} after ${lastSeq} (${event.message.case})`;
+    }
     lastSeq = seq;
     const m = event.message;
     if (m.case === 'logs') logsEvents++;
@@ -138,6 +142,7 @@ async function main(): Promise<void> {
     report: {
       streams: states.map(({ id, frames, samples, silent, outOfOrder, foreign, captured }) => ({ id, frames, samples, silent, outOfOrder, foreign, captured })),
       seqViolations,
+      firstViolation,
       callbacksBeforeResponse,
       callbacks,
       foreignEvents,
