@@ -5,6 +5,7 @@
 import os from 'node:os';
 import { audioLatency } from './audio_latency.js';
 import { nativeQueue, runVariant, type VariantSpec } from './native_queue.js';
+import { pythonAudio } from './python_audio.js';
 import { log, nowMs, round } from './stats.js';
 
 interface Context {
@@ -20,6 +21,7 @@ const SCENARIOS: Record<string, (ctx: Context) => Promise<Record<string, unknown
     ctx.ffiVersion = audio.ffi_version;
     return { ...native, audio_latency: audio };
   },
+  python: (ctx) => pythonAudio(ctx.quick),
 };
 
 const CHILDREN: Record<string, (spec: unknown) => Promise<unknown>> = {
