@@ -1,5 +1,9 @@
 """One process's connection to the broker: a gRPC channel with one Session stream at a time.
 
+A session whose stream breaks (UNAVAILABLE, CANCELLED, INTERNAL) is resumed on a new stream and
+channel, Hello{resume_token, last_seq}, within RESUME_WINDOW_S: requests pending at the break fail,
+requests made meanwhile wait, events go on after the last one delivered (see _Session._resume).
+
 Threads: the caller of ``request`` blocks until its Response (the SDK's FfiClient.request is
 synchronous); gRPC's own thread consumes the outgoing queue; one reader thread of ours reads the
 ServerMessages in order, resolves Responses and hands decoded, materialized FfiEvents to
@@ -43,6 +47,11 @@ CONNECT_TIMEOUT_S = _env_float("LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT", 10.0)
 REQUEST_TIMEOUT_S = _env_float("LIVEKIT_FFI_BROKER_REQUEST_TIMEOUT", 60.0)
 MAX_MESSAGE_BYTES = int(_env_float("LIVEKIT_FFI_BROKER_MAX_MESSAGE_BYTES", 64 * MiB))
 CLOSE_GRACE_S = 2.0
+# How long a session whose stream broke is resumed for (0: not resumed); the broker's own
+# --resume-grace (default 10000 ms) bounds it as well.
+RESUME_WINDOW_S = max(0.0, _env_float("LIVEKIT_FFI_BROKER_RESUME_WINDOW_MS", 10000.0) / 1000.0)
+RESUME_BACKOFF_FIRST_S = 0.05
+RESUME_BACKOFF_MAX_S = 1.0
 AUTH_TOKEN_ENV = "LIVEKIT_FFI_BROKER_AUTH_TOKEN"
 AUTH_TOKEN_FILE_ENV = "LIVEKIT_FFI_BROKER_AUTH_TOKEN_FILE"
 
@@ -101,6 +110,19 @@ def _pb():
     return ffi_broker_pb2
 
 
+RESUMABLE = frozenset({"UNAVAILABLE", "CANCELLED", "INTERNAL"})
+
+
+def _status_code(err: BaseException) -> Any:
+    code = getattr(err, "code", None)
+    if callable(code):
+        try:
+            return code()
+        except Exception:  # noqa: BLE001
+            return None
+    return None
+
+
 def _grpc_error_text(err: BaseException) -> str:
     code = getattr(err, "code", None)
     details = getattr(err, "details", None)
@@ -121,7 +143,7 @@ STREAM_EOS = {
 
 
 class _Waiter:
-    __slots__ = ("event", "memory", "response", "error", "callback")
+    __slots__ = ("event", "memory", "response", "error", "callback", "resend")
 
     def __init__(
         self,
@@ -133,6 +155,8 @@ class _Waiter:
         self.response: Any = None
         self.error: Optional[BaseException] = None
         self.callback = callback
+        # a DropHandles with request_id: sent again on the new stream when the session resumes
+        self.resend: Any = None
 
     def resolve(self) -> None:
         if self.callback is not None:
@@ -143,17 +167,54 @@ class _Waiter:
         self.event.set()
 
 
-class _Session:
-    """One Session stream. Not reused: a failed or closed session is replaced by a new one."""
+class _ResumeFailed(Exception):
+    """A resume attempt the broker answered in a way that makes further attempts pointless."""
 
-    def __init__(self, connection: "Connection") -> None:
+
+class _Stream:
+    """One gRPC Session call (and its channel): the first of a session, or one that resumes it."""
+
+    def __init__(self, session: "_Session", hello: Any) -> None:
         import grpc
 
         pb = _pb()
+        self.outgoing: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self.channel = grpc.insecure_channel(grpc_target(session.address), options=CHANNEL_OPTIONS)
+        method = self.channel.stream_stream(
+            SESSION_METHOD,
+            request_serializer=pb.ClientMessage.SerializeToString,
+            response_deserializer=pb.ServerMessage.FromString,
+        )
+        self.call = method(self._outgoing_messages())
+        self.outgoing.put(pb.ClientMessage(hello=hello))
+
+    def _outgoing_messages(self):
+        while True:
+            message = self.outgoing.get()
+            if message is None:
+                return
+            yield message
+
+    def end(self) -> None:
+        """Release the request iterator and the channel (the call is over)."""
+        self.outgoing.put(None)
+        try:
+            self.channel.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class _Session:
+    """One broker session, on one Session stream at a time: when the stream breaks, the session is
+    resumed on a new stream (same session, same handles) within RESUME_WINDOW_S; a failed or closed
+    session is replaced by a new one."""
+
+    def __init__(self, connection: "Connection") -> None:
         self.connection = connection
         self.address = connection.address
         self.pid = os.getpid()
-        self.state = "connecting"  # connecting | open | closing | closed | failed
+        # connecting | open | resuming | closing | closed | failed
+        self.state = "connecting"
         self.failure: Optional[BrokerError] = None
         self.failure_reported = False
         self.welcome: Any = None
@@ -165,42 +226,46 @@ class _Session:
         self.lock = threading.Lock()
         self.welcomed = threading.Event()
         self.ended = threading.Event()
+        # set while the session is not resuming (requests made while it resumes wait on it)
+        self.not_resuming = threading.Event()
+        self.not_resuming.set()
         self.last_seq = 0
-        self.outgoing: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-        token = auth_token()
-        self.channel = grpc.insecure_channel(grpc_target(self.address), options=CHANNEL_OPTIONS)
-        stream = self.channel.stream_stream(
-            SESSION_METHOD,
-            request_serializer=pb.ClientMessage.SerializeToString,
-            response_deserializer=pb.ServerMessage.FromString,
-        )
-        self.call = stream(self._outgoing_messages())
-        self.outgoing.put(
-            pb.ClientMessage(
-                hello=pb.Hello(
-                    client_name=connection.client_name,
-                    client_version=connection.client_version,
-                    pid=self.pid,
-                    auth_token=token,
-                )
-            )
-        )
+        self.resumes = 0  # times this session was resumed on a new stream
+        self.events_dropped = 0  # events the broker reported dropped (EventsDropped notices)
+        # messages sent while resuming: written to the new stream once resumed
+        self.backlog: list[Any] = []
+        self.token = auth_token()
+        self.stream = _Stream(self, self._hello())
         self.reader = threading.Thread(
-            target=self._read, name=f"livekit-ffi-broker-reader-{self.pid}", daemon=True
+            target=self._run, name=f"livekit-ffi-broker-reader-{self.pid}", daemon=True
         )
         self.reader.start()
 
+    def _hello(self, resume_token: str = "", last_seq: int = 0) -> Any:
+        pb = _pb()
+        return pb.Hello(
+            client_name=self.connection.client_name,
+            client_version=self.connection.client_version,
+            pid=self.pid,
+            auth_token=self.token,
+            resume_token=resume_token,
+            last_seq=last_seq,
+        )
+
+    @property
+    def call(self) -> Any:
+        """The gRPC call of the current stream (tests cancel it to break the stream)."""
+        return self.stream.call
+
     # Outgoing ---------------------------------------------------------------------------------
 
-    def _outgoing_messages(self):
-        while True:
-            message = self.outgoing.get()
-            if message is None:
-                return
-            yield message
-
     def send(self, message: Any) -> None:
-        self.outgoing.put(message)
+        with self.lock:
+            if self.state == "resuming":
+                self.backlog.append(message)
+                return
+            stream = self.stream
+        stream.outgoing.put(message)
 
     # Lifecycle --------------------------------------------------------------------------------
 
@@ -208,37 +273,59 @@ class _Session:
         if not self.welcomed.wait(timeout):
             self.fail(BrokerUnavailable(f"no Welcome from the broker at {self.address} within {timeout:g} s"))
             self.call.cancel()
-        if self.state != "open":
+        if self.state not in ("open", "resuming"):
             self.failure_reported = True
             raise self.failure or BrokerUnavailable("session closed before Welcome")
+
+    def wait_resumed(self) -> None:
+        """While the session resumes, wait for it (at most the resume window, plus a little);
+        raise if it ended instead."""
+        if self.state == "resuming":
+            self.not_resuming.wait(RESUME_WINDOW_S + CONNECT_TIMEOUT_S)
+        if self.state != "open":
+            self.failure_reported = True
+            raise self.failure or BrokerUnavailable("session closed")
 
     def close(self, grace: float) -> None:
         """Half-close the stream (the broker then drops every handle of the session) and wait a
         little for the broker to finish it."""
         with self.lock:
-            if self.state not in ("open", "connecting"):
+            if self.state not in ("open", "connecting", "resuming"):
                 return
+            resuming = self.state == "resuming"
             self.state = "closing"
             pending = list(self.pending.values())
             self.pending.clear()
+            self.backlog.clear()
+            stream = self.stream
+        self.not_resuming.set()
         for waiter in pending:
             waiter.error = BrokerUnavailable("session closed")
             waiter.resolve()
-        self.outgoing.put(None)
+        if resuming:
+            # No stream to half-close: the broker releases the handles after its grace period,
+            # or at once when this process is gone.
+            stream.call.cancel()
+            self.ended.wait(grace)
+            return
+        stream.outgoing.put(None)
         if not self.ended.wait(grace):
-            self.call.cancel()
+            self.stream.call.cancel()
 
     def fail(self, error: BrokerError) -> None:
         with self.lock:
             if self.state in ("failed", "closed"):
                 return
             closing = self.state == "closing"
-            was_open = self.state == "open"
+            was_open = self.state in ("open", "resuming")
             self.state = "closed" if closing else "failed"
             self.failure = None if closing else error
             pending = list(self.pending.values())
             self.pending.clear()
+            self.backlog.clear()
+            stream = self.stream
         self.welcomed.set()
+        self.not_resuming.set()
         for waiter in pending:
             waiter.error = error
             waiter.resolve()
@@ -252,7 +339,7 @@ class _Session:
             for handle, type_name in list(self.owned.items()):
                 if type_name in STREAM_EOS:
                     self.connection.deliver_eos(self, handle, type_name)
-        self.outgoing.put(None)
+        stream.outgoing.put(None)
 
     # Requests ---------------------------------------------------------------------------------
 
@@ -262,7 +349,7 @@ class _Session:
         pb = _pb()
         waiter = _Waiter(None, callback)
         with self.lock:
-            if self.state != "open":
+            if self.state not in ("open", "resuming"):
                 waiter.error = self.failure or BrokerUnavailable("session closed")
                 pending = False
             else:
@@ -271,16 +358,22 @@ class _Session:
         if not pending:
             waiter.resolve()
             return
-        self.send(pb.ClientMessage(drop_handles=pb.DropHandles(handles=[handle], request_id=request_id)))
+        waiter.resend = pb.ClientMessage(drop_handles=pb.DropHandles(handles=[handle], request_id=request_id))
+        self.send(waiter.resend)
 
     def start_request(self, request_id: int, ffi_request: bytes, memory: RequestMemory) -> _Waiter:
         pb = _pb()
         waiter = _Waiter(memory)
-        with self.lock:
-            if self.state != "open":
-                raise self.failure or BrokerUnavailable("session closed")
-            self.pending[request_id] = waiter
-        self.send(
+        while True:
+            with self.lock:
+                if self.state == "open":
+                    self.pending[request_id] = waiter
+                    stream = self.stream
+                    break
+                if self.state != "resuming":
+                    raise self.failure or BrokerUnavailable("session closed")
+            self.wait_resumed()
+        stream.outgoing.put(
             pb.ClientMessage(
                 request=pb.Request(
                     request_id=request_id,
@@ -297,28 +390,153 @@ class _Session:
 
     # Incoming ---------------------------------------------------------------------------------
 
-    def _read(self) -> None:
+    def _run(self) -> None:
+        """The reader thread: reads the current stream; when it breaks, resumes the session on a
+        new one, or ends the session."""
         error: Optional[BrokerError] = None
         try:
-            for message in self.call:
+            while True:
+                code, error = self._read(self.stream)
+                self.stream.end()
+                if error is None or not self._resumable(code):
+                    break
+                error = self._resume(error)
+                if error is None:
+                    continue  # resumed: read the new stream
+                break
+        except BaseException as err:  # noqa: BLE001 - never leave the session half-alive
+            error = BrokerUnavailable(f"session with the broker at {self.address} failed: {err!r}")
+        finally:
+            self.fail(error or BrokerUnavailable(f"session ended by the broker at {self.address}"))
+            self.ended.set()
+            self.stream.end()
+
+    def _read(self, stream: _Stream) -> tuple[Any, Optional[BrokerError]]:
+        """Reads one stream to its end: (the gRPC status code or None, the error or None)."""
+        try:
+            for message in stream.call:
                 self._on_message(message)
         except Exception as err:  # noqa: BLE001 - grpc.RpcError and anything unexpected
+            code = _status_code(err)
             if self.state == "connecting":
-                error = BrokerUnavailable(f"could not open a session with the broker at {self.address}: {_grpc_error_text(err)}")
-            else:
-                error = BrokerUnavailable(f"session with the broker at {self.address} failed: {_grpc_error_text(err)}")
-        finally:
-            if error is None:
-                if self.state == "connecting":
-                    error = BrokerUnavailable(f"the broker at {self.address} ended the session before Welcome")
-                else:
-                    error = BrokerUnavailable(f"session ended by the broker at {self.address}")
-            self.fail(error)
-            self.ended.set()
+                return code, BrokerUnavailable(f"could not open a session with the broker at {self.address}: {_grpc_error_text(err)}")
+            return code, BrokerUnavailable(f"session with the broker at {self.address} failed: {_grpc_error_text(err)}")
+        if self.state == "connecting":
+            return None, BrokerUnavailable(f"the broker at {self.address} ended the session before Welcome")
+        # The broker finished the stream with OK (after ShuttingDown, say): a clean end.
+        return None, None
+
+    def _resumable(self, code: Any) -> bool:
+        return (
+            self.state == "open"  # not connecting, not closing (a deliberate close cancels too)
+            and RESUME_WINDOW_S > 0
+            and getattr(code, "name", None) in RESUMABLE
+            and self.welcome is not None
+            and bool(self.welcome.resume_token)
+            and self.pid == os.getpid()
+        )
+
+    def _resume(self, cause: BrokerError) -> Optional[BrokerError]:
+        """Reopens the session on new streams with backoff until the broker resumes it (None) or
+        the window ends (the error to end the session with)."""
+        with self.lock:
+            if self.state != "open":
+                return cause
+            self.state = "resuming"
+            self.not_resuming.clear()
+            # Their responses went with the broken stream: the requests' outcome is unknown.
+            pending = list(self.pending.values())
+            # Drops of stream handles whose answer was lost are sent again once resumed: the
+            # broker answers (dropped now, or PERMISSION_DENIED: dropped already) after every
+            # event it sent before, and the stream's EOS follows as usual.
+            self.pending = {k: w for k, w in self.pending.items() if w.callback is not None}
+            self.backlog = [w.resend for w in self.pending.values() if w.resend is not None] + self.backlog
+        for waiter in pending:
+            if waiter.callback is None:
+                waiter.error = BrokerUnavailable(f"{cause.detail} (outcome of the request unknown)")
+                waiter.resolve()
+        logger.warning("livekit-ffi-broker: %s; resuming the session", cause.detail)
+        started = time.monotonic()
+        deadline = started + RESUME_WINDOW_S
+        delay = RESUME_BACKOFF_FIRST_S
+        last_error = cause
+        attempt = 0
+        while self.state == "resuming":
+            # Wait a little first, also before the first attempt: the broker must see the old
+            # stream break (else, with --resume-grace 0, it would still hold the session).
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, RESUME_BACKOFF_MAX_S)
+            if self.state != "resuming":
+                break
+            attempt += 1
             try:
-                self.channel.close()
-            except Exception:  # noqa: BLE001
-                pass
+                if self._resume_once(deadline):
+                    self.resumes += 1
+                    logger.warning(
+                        "livekit-ffi-broker: session %s resumed after %.2f s (attempt %d)",
+                        self.welcome.session_id,
+                        time.monotonic() - started,
+                        attempt,
+                    )
+                    return None
+            except _ResumeFailed as err:
+                return BrokerUnavailable(f"could not resume the session with the broker at {self.address}: {err}")
+            except BrokerError as err:
+                last_error = err
+        if self.state != "resuming":
+            return cause  # closed meanwhile
+        return BrokerUnavailable(
+            f"could not resume the session with the broker at {self.address} within {RESUME_WINDOW_S:g} s: {last_error.detail}"
+        )
+
+    def _resume_once(self, deadline: float) -> bool:
+        """One attempt: a new stream with Hello{resume_token, last_seq}; True once the Welcome
+        says resumed (the session is open again on that stream)."""
+        import grpc
+
+        stream = _Stream(self, self._hello(self.welcome.resume_token, self.last_seq))
+        with self.lock:
+            if self.state != "resuming":
+                stream.call.cancel()
+                stream.end()
+                return False
+            self.stream = stream
+        timer = threading.Timer(max(0.01, min(CONNECT_TIMEOUT_S, deadline - time.monotonic())), stream.call.cancel)
+        timer.daemon = True
+        timer.start()
+        try:
+            first = next(iter(stream.call))
+        except StopIteration:
+            stream.end()
+            raise BrokerUnavailable("the broker ended the stream before Welcome") from None
+        except grpc.RpcError as err:
+            stream.end()
+            code = getattr(_status_code(err), "name", None)
+            if code in ("NOT_FOUND", "UNAUTHENTICATED"):
+                raise _ResumeFailed(_grpc_error_text(err)) from None
+            raise BrokerUnavailable(_grpc_error_text(err)) from None
+        finally:
+            timer.cancel()
+        which = first.WhichOneof("message")
+        if which != "welcome" or not first.welcome.resumed:
+            stream.call.cancel()
+            stream.end()
+            what = "a new session" if which == "welcome" else which
+            raise _ResumeFailed(f"the broker answered the resume with {what}")
+        with self.lock:
+            if self.state != "resuming":
+                stream.call.cancel()
+                return False
+            self.welcome = first.welcome
+            self.state = "open"
+            backlog, self.backlog = self.backlog, []
+            for message in backlog:
+                stream.outgoing.put(message)
+        self.not_resuming.set()
+        return True
 
     def _on_message(self, message: Any) -> None:
         which = message.WhichOneof("message")
@@ -364,6 +582,8 @@ class _Session:
         for item in batch.events:
             if self.state != "open":
                 return
+            if item.seq <= self.last_seq:
+                continue  # sent again after a resume: delivered already
             if item.seq != self.last_seq + 1 and self.last_seq != 0:
                 logger.debug("event seq %d after %d", item.seq, self.last_seq)
             self.last_seq = item.seq
@@ -382,6 +602,7 @@ class _Session:
             logger.warning("the broker is shutting down (grace %d ms)", notice.shutting_down.grace_ms)
         elif which == "events_dropped":
             dropped = notice.events_dropped
+            self.events_dropped += dropped.count
             logger.warning(
                 "the broker dropped %d events of this session from seq %d: %s",
                 dropped.count,
@@ -430,11 +651,13 @@ class Connection:
                 session.failure_reported = True
                 assert session.failure is not None
                 raise session.failure
-            if session is None or session.state not in ("open", "connecting"):
+            if session is None or session.state not in ("open", "connecting", "resuming"):
                 session = _Session(self)
                 self._session = session
                 created = True
-        if session.state != "open":
+        if session.state == "resuming":
+            session.wait_resumed()  # the same session once resumed; raises if it ended instead
+        elif session.state != "open":
             session.wait_welcome(CONNECT_TIMEOUT_S)
         if created:
             welcome = session.welcome
@@ -536,7 +759,7 @@ class Connection:
         if self.memory.release(handle):
             return True
         session = self._session
-        if session is None or session.pid != os.getpid() or session.state != "open":
+        if session is None or session.pid != os.getpid() or session.state not in ("open", "resuming"):
             return True
         with session.lock:
             type_name = session.owned.pop(handle, None)

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from conftest import SCENARIOS, run_scenario, scenario_env, start_broker
 
 
@@ -17,10 +19,17 @@ def read_until(proc: subprocess.Popen, marker: str) -> None:
     raise AssertionError(f"the scenario ended before {marker}: {proc.stderr.read() if proc.stderr else ''}")
 
 
-def test_lost_broker_wakes_pending_requests_and_ends_streams(broker):
+@pytest.mark.parametrize("resume_window_ms", ["0", "1500"])
+def test_lost_broker_wakes_pending_requests_and_ends_streams(broker, resume_window_ms):
+    # With a resume window, the client first tries to resume (the broker is gone: it cannot), then
+    # behaves as without one.
     proc = subprocess.Popen(
         [sys.executable, str(SCENARIOS / "errors.py"), "lost"],
-        env=scenario_env(broker.address, LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT="3"),
+        env=scenario_env(
+            broker.address,
+            LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT="3",
+            LIVEKIT_FFI_BROKER_RESUME_WINDOW_MS=resume_window_ms,
+        ),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
