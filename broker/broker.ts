@@ -151,6 +151,7 @@ export class Broker {
           return;
         }
         this.onClientMessage(session, message);
+        if (session.overflowed) this.overflow(session);
       } catch (err) {
         if (err instanceof SessionFailure) return failStream(err);
         // A bug of ours must cost this session only, never the broker and its other sessions.
@@ -274,7 +275,7 @@ export class Broker {
   }
 
   private overflow(session: Session): void {
-    session.log.error({ hardCapBytes: this.options.sessionLimits.hardCapBytes }, 'session fell too far behind on events that cannot be dropped; ending it');
+    session.log.error({ hardCapBytes: this.options.sessionLimits.hardCapBytes }, 'session fell too far behind on what cannot be dropped; ending it');
     session.close({ code: GrpcStatus.RESOURCE_EXHAUSTED, details: refuse.sessionOverflow(this.options.sessionLimits.hardCapBytes).message });
     this.release(session);
   }

@@ -58,7 +58,7 @@ export const refuse = {
   ffiFailed: (kind: string) =>
     new Refusal(Code.FFI_ERROR, `liblivekit_ffi refused ${kind} (it returned no response); check the request's fields and the broker log`),
   sessionOverflow: (hardCapBytes: number) =>
-    new Refusal(Code.RESOURCE_EXHAUSTED, `the session fell more than ${hardCapBytes} bytes behind on events that cannot be dropped; its handles were released. Read events faster or raise --session-buffer`),
+    new Refusal(Code.RESOURCE_EXHAUSTED, `the session fell more than ${hardCapBytes} bytes behind on what cannot be dropped (responses, notices, events other than media frames); its handles were released. Read the stream faster or raise --session-buffer`),
   tooManyHandles: (limit: number) =>
     new Refusal(Code.RESOURCE_EXHAUSTED, `this session owns ${limit} handles, the broker's --max-handles; drop handles it no longer needs`),
   tooFast: (rate: number) => new Refusal(Code.RESOURCE_EXHAUSTED, `this session sent more than ${rate} requests per second, the broker's --max-request-rate; slow down`),

@@ -66,7 +66,7 @@ export class Session implements EventReceiver {
   private tokens = Number.POSITIVE_INFINITY;
   private tokensAt = performance.now();
   droppedEvents = 0n;
-  /** Set when what may not be dropped passed the hard cap: the broker then fails the session. */
+  /** Set when what may not be dropped (responses, notices, non-media events) passed the hard cap: the broker then fails the session. */
   overflowed = false;
 
   constructor(
@@ -203,6 +203,7 @@ export class Session implements EventReceiver {
     if (this.closed) return;
     this.queue.push(item);
     this.queuedBytes += item.bytes;
+    if (item.kind === 'message' && this.queuedBytes + this.inFlightBytes > this.limits.hardCapBytes) this.overflowed = true;
   }
 
   // Over the buffer: drop the oldest media frames until under it again. What cannot be dropped

@@ -3,11 +3,13 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
-import { AudioSourceType, AudioStreamType, NewAudioSourceRequest, NewAudioStreamRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
+import { ApmProcessStreamRequest, AudioSourceType, AudioStreamType, NewApmRequest, NewAudioSourceRequest, NewAudioStreamRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { CreateAudioTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
 import { BrokerClient } from '../client/broker_client.js';
 import { BrokerError } from '../client/broker_error.js';
+import { audioBuffer } from '../client/media.js';
 import { ffi } from './helpers/assertions.js';
 import { WORKERS, spawnWorker, startBroker, waitFor } from './helpers/processes.js';
 
@@ -140,6 +142,34 @@ test('the TypeScript client resumes by itself after a transient break: pending r
     const { response } = await client.request(ffi({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeMs: 100 }) }));
     assert.equal(response.message.case, 'newAudioSource', 'requests work on the resumed session');
     await client.close();
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('what may not be dropped, past the hard cap (4x --session-buffer), ends that session with RESOURCE_EXHAUSTED and releases its handles', async () => {
+  const broker = await startBroker(['--session-buffer', '64k']);
+  try {
+    const client = await BrokerClient.connect(broker.address, { resumeWindowMs: 0 });
+    const closed = new Promise<BrokerError | undefined>((resolve) => client.once('close', resolve));
+    const created = await client.request(ffi({ case: 'newApm', value: new NewApmRequest({ echoCancellerEnabled: false, gainControllerEnabled: false, highPassFilterEnabled: true, noiseSuppressionEnabled: false }) }));
+    assert.equal(created.response.message.case, 'newApm');
+    const apm = created.response.message.value.apm!.handle!.id!;
+    // Stop reading, and keep asking: every APM answer carries the 960 processed bytes, and answers
+    // may not be dropped, so they pile up in the broker for this session.
+    (client as unknown as { call: ClientDuplexStream<unknown, unknown> }).call.pause();
+    const [ptr, bytes] = audioBuffer(new Int16Array(480));
+    const requests: Promise<unknown>[] = [];
+    for (let i = 0; i < 8000; i++) {
+      requests.push(client.request(ffi({ case: 'apmProcessStream', value: new ApmProcessStreamRequest({ apmHandle: apm, dataPtr: ptr, size: 960, sampleRate: 48000, numChannels: 1 }) }), [[ptr, bytes]]).catch(() => undefined));
+    }
+    await waitFor(async () => (await broker.info()).sessions.length === 0, 20000, 'the overflowing session to be ended');
+    assert.equal((await broker.info()).ownedHandles, 0n, 'its handles were released');
+    assert.ok(broker.logs.some((r) => r.msg === 'session fell too far behind on what cannot be dropped; ending it'));
+    (client as unknown as { call: ClientDuplexStream<unknown, unknown> }).call.resume();
+    const reason = await closed;
+    assert.equal(reason?.grpcCode, grpc.status.RESOURCE_EXHAUSTED, String(reason));
+    await Promise.all(requests);
   } finally {
     await broker.stop();
   }
