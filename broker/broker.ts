@@ -216,14 +216,11 @@ export class Broker {
       case 'hello':
         throw fail.helloTwice();
       case 'request': {
-        const limit = this.sessionLimit(session);
-        if (limit !== undefined) {
-          this.metrics.refused.inc({ code: Code[limit.code] });
-          session.respond(create(ResponseSchema, { requestId: message.message.value.requestId, error: { code: limit.code, message: limit.message } }));
-          return;
-        }
+        const request = message.message.value;
         const started = process.hrtime.bigint();
-        const { response, typeName } = this.executor.execute(session, message.message.value);
+        // Over its limits the session is answered without the request being looked at.
+        const limit = this.sessionLimit(session);
+        const { response, typeName } = limit === undefined ? this.executor.execute(session, request) : { response: limit.toResponse(request.requestId), typeName: 'unknown' };
         this.metrics.requestDuration.observe({ kind: typeName }, Number(process.hrtime.bigint() - started) / 1e9);
         if (response.error !== undefined) {
           this.metrics.refused.inc({ code: Code[response.error.code] });
@@ -259,8 +256,7 @@ export class Broker {
     }
     if (refused.length > 0) session.log.warn({ handles: refused.map(String) }, 'drop of handles the session does not own refused');
     if (drop.requestId === 0n) return;
-    const error = refused.length > 0 ? refuse.dropNotOwned(refused) : undefined;
-    session.respond(create(ResponseSchema, { requestId: drop.requestId, error: error && { code: error.code, message: error.message } }));
+    session.respond(refused.length > 0 ? refuse.dropNotOwned(refused).toResponse(drop.requestId) : create(ResponseSchema, { requestId: drop.requestId }));
   }
 
   /** Ends the session and drops everything it owned; safe to call more than once. */

@@ -1,7 +1,8 @@
 // Every refusal the broker gives a worker, with its contract code and a message that says what was
 // wrong and what to do. One place, so codes and wording stay consistent across the daemon.
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { Error_Code as Code } from '../proto/gen/ffi_broker_pb.js';
+import { create } from '@bufbuild/protobuf';
+import { Error_Code as Code, ResponseSchema, type Response } from '../proto/gen/ffi_broker_pb.js';
 
 export { Code };
 
@@ -13,6 +14,11 @@ export class Refusal extends Error {
   ) {
     super(message);
     this.name = 'Refusal';
+  }
+
+  /** The Response that answers request `requestId` with this refusal. */
+  toResponse(requestId: bigint): Response {
+    return create(ResponseSchema, { requestId, error: { code: this.code, message: this.message } });
   }
 }
 

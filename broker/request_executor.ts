@@ -72,7 +72,7 @@ export class RequestExecutor<O extends Owner> {
       return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId, memory.written()) };
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
-      return { typeName, response: create(ResponseSchema, { requestId: request.requestId, error: { code: err.code, message: err.message } }) };
+      return { typeName, response: err.toResponse(request.requestId) };
     } finally {
       memory.release();
     }
