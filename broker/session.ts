@@ -12,6 +12,7 @@ import {
   EventSchema,
   NoticeSchema,
   ServerMessageSchema,
+  WelcomeSchema,
   type Buffer as WireBuffer,
   type ClientMessage,
   type Event as WireEvent,
@@ -115,7 +116,7 @@ export class Session implements EventReceiver {
   }
 
   welcome(welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>): void {
-    this.push({ kind: 'message', message: { case: 'welcome', value: { ...welcome, $typeName: 'livekit.ffi_broker.v1.Welcome', sessionId: this.id, resumeToken: this.resumeToken } }, bytes: 128 });
+    this.push({ kind: 'message', message: this.welcomeMessage(welcome), bytes: 128 });
     this.pump();
   }
 
@@ -156,7 +157,7 @@ export class Session implements EventReceiver {
    */
   resume(call: SessionCall, welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>, lastSeq: bigint): void {
     this.call = call;
-    this.write(call, { case: 'welcome', value: { ...welcome, $typeName: 'livekit.ffi_broker.v1.Welcome', sessionId: this.id, resumeToken: this.resumeToken } }, 128, false);
+    this.write(call, this.welcomeMessage(welcome), 128, false);
     if (lastSeq > 0n) {
       const again = this.written.filter((w) => w.event.seq > lastSeq);
       const firstHeld = again[0]?.event.seq ?? this.firstQueuedSeq();
@@ -170,6 +171,10 @@ export class Session implements EventReceiver {
       }
     }
     this.pump();
+  }
+
+  private welcomeMessage(welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>): ServerMessage['message'] {
+    return { case: 'welcome', value: create(WelcomeSchema, { ...welcome, sessionId: this.id, resumeToken: this.resumeToken }) };
   }
 
   private firstQueuedSeq(): bigint {
