@@ -7,7 +7,6 @@
 //
 // Each variant runs in a fresh child process: the stress library keeps one callback per process,
 // and the shim's counters (max callback time) are process-wide.
-import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +14,7 @@ import koffi from 'koffi';
 import { EventPump } from '../broker/native/event_pump.js';
 import { NativeShim } from '../broker/native/shim.js';
 import { nativeBuildDir } from '../broker/paths.js';
+import { runInChild } from './child.js';
 import { busyWait, log, nowMs, round } from './stats.js';
 
 const STRESS_PATH = path.join(nativeBuildDir, 'libstress_ffi.so');
@@ -209,32 +209,6 @@ export async function runVariant(spec: VariantSpec): Promise<VariantResult> {
   return result;
 }
 
-/** Runs one variant in a child process of run.js (`run.js --child native_queue <spec>`). */
-function runInChild(spec: VariantSpec): Promise<VariantResult> {
-  return new Promise((resolve, reject) => {
-    const child = fork(path.join(__dirname, 'run.js'), ['--child', 'native_queue', JSON.stringify(spec)], {
-      // Our stdout carries only the final JSON: the child's goes to stderr, results come over IPC.
-      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    });
-    child.stdout!.pipe(process.stderr);
-    let result: VariantResult | undefined;
-    let error: string | undefined;
-    child.on('message', (m: { result?: VariantResult; error?: string }) => {
-      result = m.result;
-      error = m.error;
-    });
-    const timer = setTimeout(() => {
-      error = `timed out after ${CHILD_TIMEOUT_MS} ms`;
-      child.kill('SIGKILL');
-    }, CHILD_TIMEOUT_MS);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (result !== undefined) resolve(result);
-      else reject(new Error(`native_queue ${spec.callback}/${spec.loop}: ${error ?? `child exited (${code ?? signal}) without a result`}`));
-    });
-  });
-}
-
 export interface NativeQueueReport {
   native_queue: { idle: VariantResult; blocked: VariantResult; paced_idle: VariantResult; paced_blocked: VariantResult; shim_callback_max_us: number | null; note: string };
   koffi_js_callback: { idle: VariantResult; blocked: VariantResult; paced_idle: VariantResult; note: string };
@@ -263,7 +237,7 @@ export async function nativeQueue(quick: boolean): Promise<NativeQueueReport> {
   });
   const variant = async (s: VariantSpec) => {
     log(`native_queue: ${s.callback} callback, loop ${s.loop}, ${s.threads} x ${s.eventsPerThread} events`);
-    const r = await runInChild(s);
+    const r = await runInChild<VariantResult>('native_queue', s, CHILD_TIMEOUT_MS);
     log(`  ${r.events_per_s} events/s, callback p99 ${r.callback_us.p99} us, max ${r.callback_us.max} us`);
     return r;
   };

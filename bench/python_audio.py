@@ -51,22 +51,39 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def nearest_rank(ascending: np.ndarray, q: float) -> float:
+    """Percentile q (0..1) of an ascending array by nearest rank, as bench/stats.ts."""
+    rank = max(1, int(np.ceil(q * len(ascending))))
+    return float(ascending[min(rank, len(ascending)) - 1])
+
+
 def summarize(values: list[float], digits: int = 2) -> dict:
     if not values:
-        return {"count": 0, "p50": None, "p99": None, "max": None, "mean": None}
+        return {"count": 0, "p50": None, "p99": None, "p999": None, "max": None, "mean": None}
     a = np.sort(np.asarray(values, dtype=np.float64))
 
-    def pct(q: float) -> float:  # nearest rank, as bench/stats.ts
-        rank = max(1, int(np.ceil(q * len(a))))
-        return float(a[min(rank, len(a)) - 1])
+    def pct(q: float) -> float:
+        return nearest_rank(a, q)
 
     return {
         "count": len(a),
         "p50": round(pct(0.5), digits),
         "p99": round(pct(0.99), digits),
+        "p999": round(pct(0.999), digits),
         "max": round(float(a[-1]), digits),
         "mean": round(float(a.mean()), digits),
     }
+
+
+# The quantiles charts draw distributions from (bench/stats.ts CHART_QUANTILES).
+CHART_QUANTILES = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999]
+
+
+def quantiles(values: list[float], digits: int = 2) -> list:
+    if not values:
+        return [[q, None] for q in CHART_QUANTILES]
+    a = np.sort(np.asarray(values, dtype=np.float64))
+    return [[q, round(nearest_rank(a, q), digits)] for q in CHART_QUANTILES]
 
 
 def emit(obj: dict) -> None:
@@ -236,6 +253,7 @@ async def run(streams: int, seconds: float, warmup: float, queue_ms: int) -> dic
         "capture_errors": capture_errors,
         **({"capture_error": capture_error} if capture_error else {}),
         "latency_ms": summarize(latencies),
+        "latency_quantiles_ms": quantiles(latencies),
         "latency_p50_ms_by_second": [summarize(v, 1)["p50"] for v in by_second],
         "capture_frame_call_ms": summarize(capture_call_ms, 3),
         "capture_lag_ms": summarize(lag_ms, 2),

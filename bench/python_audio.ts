@@ -7,10 +7,14 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { startBroker, type BrokerProcess } from '../test/helpers/processes.js';
+import type { BrokerProcess } from '../test/helpers/processes.js';
+import { startBenchBroker } from './bench_broker.js';
+import { procCpuS } from './proc_stats.js';
 import { log, round, sleep } from './stats.js';
 
-const STREAM_COUNTS = [2, 20];
+const STREAM_COUNTS = [2, 20, 100];
+/** A path that loses more than this share of frames at N streams is not run at larger N. */
+const KEEPS_UP_LOSS = 0.05;
 const QUICK_STREAM_COUNTS = [2];
 /** The SDK's default source queue (AudioSource's queue_size_ms default). */
 const QUEUE_MS = 1000;
@@ -24,31 +28,6 @@ function pythonExe(): string {
   const venv = path.join(repoRoot, 'build', 'pyvenv', 'bin', 'python');
   if (fs.existsSync(venv)) return venv;
   throw new Error(`no Python: ${venv} is missing (scripts/test-python.sh creates it) and LIVEKIT_BENCH_PYTHON is unset`);
-}
-
-let clkTck: number | undefined;
-function clockTicks(): number {
-  if (clkTck === undefined) {
-    try {
-      clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-    } catch {
-      clkTck = 100;
-    }
-  }
-  return clkTck;
-}
-
-/** utime + stime of a process (all its threads) in seconds, from /proc/<pid>/stat; null if unreadable. */
-function procCpuS(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / clockTicks();
-  } catch {
-    return null;
-  }
 }
 
 interface PyRun {
@@ -114,42 +93,59 @@ export async function pythonAudio(quick: boolean): Promise<Record<string, unknow
     env: { ...process.env, LIVEKIT_FFI_BROKER: '' },
   }).trim();
   const cases: Record<string, unknown>[] = [];
+  const skipped: string[] = [];
+  // A path that fell short at N streams is not run at larger N.
+  const fellShort = { in_process: false, broker: false };
+  const keptUp = (run: PyRun, streams: number) => Number(run.result?.frames_received ?? 0) >= (1 - KEEPS_UP_LOSS) * streams * seconds * 100;
   for (const streams of quick ? QUICK_STREAM_COUNTS : STREAM_COUNTS) {
-    log(`python_audio: ${streams} streams in-process, ${warmup} s warm-up + ${seconds} s`);
-    const inproc = await runScript(streams, seconds, warmup, null);
-    logRun(inproc);
-    await sleep(200);
-
-    log(`python_audio: ${streams} streams through the broker`);
-    // info level: debug logging of every request would be part of what is measured.
-    const broker = await startBroker(['--log-level', 'info']);
-    let info: Awaited<ReturnType<BrokerProcess['info']>> | undefined;
-    let viaBroker: PyRun;
-    let brokerCpuTotal: number | null;
-    try {
-      info = await broker.info();
-      const cpuAtStart = procCpuS(broker.proc.pid);
-      viaBroker = await runScript(streams, seconds, warmup, broker);
-      const cpuAtEnd = procCpuS(broker.proc.pid);
-      brokerCpuTotal = cpuAtStart !== null && cpuAtEnd !== null ? round(cpuAtEnd - cpuAtStart, 3) : null;
-    } finally {
-      await broker.stop();
+    let inproc: PyRun | undefined;
+    if (fellShort.in_process) skipped.push(`in_process ${streams} streams: it fell short at fewer streams`);
+    else {
+      log(`python_audio: ${streams} streams in-process, ${warmup} s warm-up + ${seconds} s`);
+      inproc = await runScript(streams, seconds, warmup, null);
+      logRun(inproc);
+      fellShort.in_process = !keptUp(inproc, streams);
+      await sleep(200);
     }
-    logRun(viaBroker);
-    const captured = Number(viaBroker.result?.frames_captured ?? 0);
+
+    let viaBroker: PyRun | undefined;
+    let info: Awaited<ReturnType<BrokerProcess['info']>> | undefined;
+    let brokerCpuTotal: number | null = null;
+    if (fellShort.broker) skipped.push(`broker ${streams} streams: it fell short at fewer streams`);
+    else {
+      log(`python_audio: ${streams} streams through the broker`);
+      const broker = await startBenchBroker();
+      try {
+        info = await broker.info();
+        const cpuAtStart = procCpuS(broker.proc.pid);
+        viaBroker = await runScript(streams, seconds, warmup, broker);
+        const cpuAtEnd = procCpuS(broker.proc.pid);
+        brokerCpuTotal = cpuAtStart !== null && cpuAtEnd !== null ? round(cpuAtEnd - cpuAtStart, 3) : null;
+      } finally {
+        await broker.stop();
+      }
+      logRun(viaBroker);
+      fellShort.broker = !keptUp(viaBroker, streams);
+    }
+    if (inproc === undefined && viaBroker === undefined) continue;
+    const failed = (r: PyRun) => ({ error: r.error, exit: r.exit, stderr: r.stderrTail });
+    const captured = Number(viaBroker?.result?.frames_captured ?? 0);
     cases.push({
       streams,
-      in_process: inproc.result ?? { error: inproc.error, exit: inproc.exit, stderr: inproc.stderrTail },
-      broker: viaBroker.result
-        ? {
-            ...viaBroker.result,
-            broker_cpu_s: viaBroker.brokerCpuS ?? null,
-            broker_cpu_s_per_1000_frames: viaBroker.brokerCpuS != null && captured > 0 ? round(viaBroker.brokerCpuS / (captured / 1000), 4) : null,
-            broker_cpu_s_whole_run: brokerCpuTotal,
-            broker_ffi_version: info?.ffiVersion ?? null,
-          }
-        : { error: viaBroker.error, exit: viaBroker.exit, stderr: viaBroker.stderrTail },
-      python_wall_s: { in_process: inproc.wallS, broker: viaBroker.wallS },
+      in_process: inproc === undefined ? null : (inproc.result ?? failed(inproc)),
+      broker:
+        viaBroker === undefined
+          ? null
+          : viaBroker.result
+            ? {
+                ...viaBroker.result,
+                broker_cpu_s: viaBroker.brokerCpuS ?? null,
+                broker_cpu_s_per_1000_frames: viaBroker.brokerCpuS != null && captured > 0 ? round(viaBroker.brokerCpuS / (captured / 1000), 4) : null,
+                broker_cpu_s_whole_run: brokerCpuTotal,
+                broker_ffi_version: info?.ffiVersion ?? null,
+              }
+            : failed(viaBroker),
+      python_wall_s: { in_process: inproc?.wallS ?? null, broker: viaBroker?.wallS ?? null },
     });
     await sleep(200);
   }
@@ -167,6 +163,7 @@ export async function pythonAudio(quick: boolean): Promise<Record<string, unknow
       queue_size_ms: QUEUE_MS,
       warmup_s: warmup,
       measure_s: seconds,
+      skipped,
       cases,
     },
   };

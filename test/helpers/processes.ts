@@ -29,12 +29,13 @@ export function tempDir(prefix = 'lkb-test-'): string {
 
 /**
  * Starts the broker CLI. It listens on a fresh Unix socket unless `listen` names another address
- * (e.g. 127.0.0.1:0); `address` is then the one it reports having bound.
+ * (e.g. 127.0.0.1:0); `address` is then the one it reports having bound. `nodeArgs` go to node
+ * itself (e.g. --cpu-prof, which NODE_OPTIONS does not take).
  */
-export async function startBroker(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, listen?: string): Promise<BrokerProcess> {
+export async function startBroker(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, listen?: string, nodeArgs: string[] = []): Promise<BrokerProcess> {
   const socketPath = path.join(tempDir(), 'broker.sock');
   let address = listen ?? `unix://${socketPath}`;
-  const proc = spawn(process.execPath, [CLI, 'serve', '--listen', address, '--log-level', 'debug', ...extraArgs], {
+  const proc = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--listen', address, '--log-level', 'debug', ...extraArgs], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
