@@ -142,6 +142,15 @@ STREAM_EOS = {
 }
 
 
+# Requests whose whole response is an async id the client may choose (request_async_id), with the
+# callback event that carries their outcome. The client answers them itself and sends them without
+# waiting, so a capture loop does not hold its asyncio loop for a broker round trip per frame; a
+# refusal arrives as that callback with its error, which the SDK raises from capture_frame().
+PIPELINED = {"capture_audio_frame": "capture_audio_frame"}
+# Client-chosen async ids start high, clear of the small integers the library issues.
+PIPELINED_ID_BASE = 1 << 61
+
+
 class _Waiter:
     __slots__ = ("event", "memory", "response", "error", "callback", "resend")
 
@@ -361,9 +370,17 @@ class _Session:
         waiter.resend = pb.ClientMessage(drop_handles=pb.DropHandles(handles=[handle], request_id=request_id))
         self.send(waiter.resend)
 
-    def start_request(self, request_id: int, ffi_request: bytes, memory: RequestMemory) -> _Waiter:
+    def start_request(
+        self,
+        request_id: int,
+        ffi_request: bytes,
+        memory: RequestMemory,
+        callback: Optional[Callable[[Optional[BaseException]], None]] = None,
+    ) -> _Waiter:
+        """Sends one request; with ``callback`` nobody waits for the response: the callback runs
+        (on the reader thread) with its error, or None, once it comes or the session ends."""
         pb = _pb()
-        waiter = _Waiter(memory)
+        waiter = _Waiter(memory, callback)
         while True:
             with self.lock:
                 if self.state == "open":
@@ -565,7 +582,7 @@ class _Session:
             if response.HasField("error"):
                 waiter.error = self.connection.contract_error(response.error, waiter.memory)
                 return
-            if waiter.callback is not None:  # a DropHandles acknowledgement
+            if waiter.callback is not None:  # a DropHandles acknowledgement or a pipelined request
                 return
             memory = waiter.memory
             buffers = list(response.buffers)
@@ -634,6 +651,7 @@ class Connection:
         self.planner = planner()
         self.memory = OutputMemory(self.planner)
         self._ids = itertools.count(1)
+        self._pipelined_ids = itertools.count(PIPELINED_ID_BASE)
         self._lock = threading.Lock()
         self._session: Optional[_Session] = None
         self._closed = False
@@ -680,6 +698,9 @@ class Connection:
     # Requests -----------------------------------------------------------------------------------
 
     def request(self, request: Any) -> Any:
+        kind = request.WhichOneof("message")
+        if kind in PIPELINED and not getattr(request, kind).HasField("request_async_id"):
+            return self._pipelined(request, kind)
         memory = collect_request(self.planner, request, MAX_MESSAGE_BYTES)
         ffi_request = request.SerializeToString()
         session = self.session()
@@ -693,6 +714,26 @@ class Connection:
         if waiter.error is not None:
             raise waiter.error
         return waiter.response
+
+    def _pipelined(self, request: Any, kind: str) -> Any:
+        async_id = next(self._pipelined_ids)
+        getattr(request, kind).request_async_id = async_id
+        memory = collect_request(self.planner, request, MAX_MESSAGE_BYTES)
+        ffi_request = request.SerializeToString()
+
+        def settled(error: Optional[BaseException]) -> None:
+            if error is None:
+                return  # the library's callback event follows, routed by async_id
+            event = self.event_type()
+            callback = getattr(event, PIPELINED[kind])
+            callback.async_id = async_id
+            callback.error = str(error)
+            self.on_event(event)
+
+        self.session().start_request(next(self._ids), ffi_request, memory, settled)
+        response = self.response_type()
+        getattr(response, kind).async_id = async_id
+        return response
 
     def contract_error(self, error: Any, memory: Optional[RequestMemory]) -> BrokerError:
         message = error.message

@@ -73,6 +73,42 @@ def test_refusals_raise_broker_errors(broker):
     broker.wait_info(lambda i: i.owned_handles == 0 and not i.sessions)
 
 
+def test_captures_are_pipelined(broker):
+    # CaptureAudioFrame is answered by the client (its async id chosen there) and sent without
+    # waiting: the SDK's capture loop does not block on a broker round trip per frame.
+    proc = subprocess.Popen(
+        [sys.executable, str(SCENARIOS / "errors.py"), "pipelined"],
+        # Were captures not pipelined, the stopped broker would hold them until this timeout.
+        env=scenario_env(broker.address, LIVEKIT_FFI_BROKER_REQUEST_TIMEOUT="5"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        read_until(proc, "READY")
+        broker.process.send_signal(signal.SIGSTOP)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        read_until(proc, "STOPPED")
+        broker.process.send_signal(signal.SIGCONT)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        broker.process.send_signal(signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    out = json.loads(stdout.strip().splitlines()[-1])
+    assert out["answered_while_stopped_s"] < 5, out  # a stopped broker answers nothing
+    assert out["distinct_ids"], out
+    # Once the broker runs again, the library's callbacks arrive for the client's ids, in order.
+    assert out["callbacks_in_order"] and out["callback_errors"] == [], out
+    assert out["refused"] is not None and "987654321" in out["refused"]["message"], out
+    broker.wait_info(lambda i: i.owned_handles == 0 and not i.sessions)
+
+
 def test_no_broker_fails_fast(tmp_dir):
     out = run_scenario("errors.py", "connect", address=f"unix://{tmp_dir}/nobody.sock", LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT="3")
     for name in ("first", "second"):

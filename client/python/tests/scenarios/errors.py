@@ -6,6 +6,8 @@
     errors.py explicit ADDRESS
                           no LIVEKIT_FFI_BROKER: livekit.rtc imported first, then activate(ADDRESS)
     errors.py threads     several threads, each with its own event loop, start using the SDK at once
+    errors.py pipelined   captures answered by the client while the broker is stopped; a refused
+                          capture raised from capture_frame()
 
 Prints one JSON line at the end.
 """
@@ -212,6 +214,60 @@ def threads() -> dict:
     }
 
 
+def pipelined() -> dict:
+    from livekit import rtc
+    from livekit.rtc._ffi_client import FfiClient
+    from livekit.rtc._proto import ffi_pb2
+
+    out: dict = {}
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    source = rtc.AudioSource(48000, 1, queue_size_ms=1000)
+    samples = media_worker.signal_frame(5, 0)
+    frame = rtc.AudioFrame(samples.tobytes(), 48000, 1, 480)
+    queue = FfiClient.instance.queue.subscribe(loop=loop)
+    step("READY")  # the test stops the broker (SIGSTOP)
+
+    def capture_request() -> "ffi_pb2.FfiRequest":
+        req = ffi_pb2.FfiRequest()
+        req.capture_audio_frame.source_handle = source._ffi_handle.handle
+        req.capture_audio_frame.buffer.CopyFrom(frame._proto_info())
+        return req
+
+    started = time.monotonic()
+    ids = [FfiClient.instance.request(capture_request()).capture_audio_frame.async_id for _ in range(3)]
+    out["answered_while_stopped_s"] = round(time.monotonic() - started, 3)
+    out["distinct_ids"] = len(set(ids)) == 3
+    step("STOPPED")  # the test resumes the broker (SIGCONT)
+
+    async def callbacks() -> dict:
+        seen: dict = {}
+        while len(seen) < len(ids):
+            event = await asyncio.wait_for(queue.get(), 10)
+            if event.WhichOneof("message") == "capture_audio_frame" and event.capture_audio_frame.async_id in ids:
+                seen[event.capture_audio_frame.async_id] = event.capture_audio_frame.error
+        return seen
+
+    seen = loop.run_until_complete(callbacks())
+    out["callbacks_in_order"] = list(seen) == ids
+    out["callback_errors"] = [e for e in seen.values() if e]
+
+    # A capture the broker refuses (a source this session does not own) raises from capture_frame.
+    foreign = rtc.AudioSource(48000, 1)
+    foreign._ffi_handle.handle = 987654321
+
+    async def refused() -> None:
+        await foreign.capture_frame(frame)
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(refused(), 10))
+        out["refused"] = None
+    except Exception as err:  # noqa: BLE001 - the SDK raises a plain Exception with the callback's error
+        out["refused"] = describe(err)
+    loop.run_until_complete(source.aclose())
+    return out
+
+
 def main() -> int:
     mode = sys.argv[1]
     if mode == "lost":
@@ -222,6 +278,8 @@ def main() -> int:
         out = connect()
     elif mode == "threads":
         out = threads()
+    elif mode == "pipelined":
+        out = pipelined()
     elif mode == "explicit":
         out = explicit(sys.argv[2])
     else:
