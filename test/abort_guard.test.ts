@@ -20,6 +20,8 @@ import {
 } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { CreateAudioTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
+import { VideoBufferType, VideoConvertRequest } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
+import { videoFrameBuffer } from '../client/video.js';
 import { BrokerClient } from '../client/broker_client.js';
 import { audioBuffer } from '../client/media.js';
 import { Error_Code } from '../proto/gen/ffi_broker_pb.js';
@@ -105,6 +107,13 @@ test('stream queues the library would allocate up front beyond memory (found by 
   const stream = (queueSizeFrames: number) => ({ case: 'newAudioStream' as const, value: new NewAudioStreamRequest({ trackHandle: track, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeFrames }) });
   await refused(stream(0x7fffffff), /queue_size_frames 2147483647 is over 10000/);
   assert.equal((await client.request(ffi(stream(100)))).response.message.case, 'newAudioStream');
+});
+
+test('video strides over 2^31 − 1, which the library unwraps into i32 (found by test/reliability/fuzz.test.ts)', async () => {
+  const frame = videoFrameBuffer(VideoBufferType.I420, 32, 16, new Uint8Array(32 * 16 + 2 * 16 * 8));
+  frame.info.stride = 0x80000000;
+  const err = await expectRefusal(client.request(ffi({ case: 'videoConvert', value: new VideoConvertRequest({ buffer: frame.info, dstType: VideoBufferType.RGBA, flipY: false }) }), frame.buffers), Error_Code.INVALID_REQUEST, /buffer\.stride = 2147483648 is over 2\^31 − 1/);
+  assert.match(err.message, /not sent to the library/);
 });
 
 test('the same requests with sound values still work, and the broker is alive', async () => {
