@@ -103,6 +103,7 @@ export class Broker {
       },
       ownedHandles: () => this.registry.handleCount,
       nativeEvents: () => this.pump.drained,
+      unvalidatedPointers: () => this.executor.unvalidatedPointers,
       nativeQueue: () => {
         const q = this.shim.stats();
         return { depth: Number(q.pushed - q.popped), callbackMaxSeconds: Number(q.callbackMaxNs) / 1e9 };

@@ -69,6 +69,8 @@ export const refuse = {
     new Refusal(Code.RESOURCE_EXHAUSTED, `this session owns ${limit} handles, the broker's --max-handles; drop handles it no longer needs`),
   tooFast: (rate: number) => new Refusal(Code.RESOURCE_EXHAUSTED, `this session sent more than ${rate} requests per second, the broker's --max-request-rate; slow down`),
   shuttingDown: () => new Refusal(Code.UNAVAILABLE, 'the broker is shutting down; reconnect to its successor'),
+  unvalidatedPointer: (kind: string, problem: string) =>
+    new Refusal(Code.CODE_UNSPECIFIED, `internal error of the broker: ${kind} was about to reach liblivekit_ffi with ${problem}; the request was not sent (a broker bug: please report it with the broker log)`),
 } as const;
 
 export const fail = {

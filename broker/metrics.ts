@@ -9,6 +9,8 @@ export interface BrokerState {
   ownedHandles(): number;
   nativeEvents(): bigint;
   nativeQueue(): { depth: number; callbackMaxSeconds: number };
+  /** Requests stopped before the library because a pointer in them was not the broker's memory. */
+  unvalidatedPointers(): number;
 }
 
 export class Metrics {
@@ -53,6 +55,17 @@ export class Metrics {
         const now = state.nativeEvents();
         this.inc(Number(now - taken));
         taken = now;
+      },
+    });
+    let stopped = 0;
+    new Counter({
+      name: 'lkb_unvalidated_pointers_total',
+      help: 'Requests stopped just before liblivekit_ffi because a pointer field in them was not inside memory the broker allocated for them (always 0 unless the broker has a bug)',
+      registers: [this.registry],
+      collect() {
+        const now = state.unvalidatedPointers();
+        this.inc(now - stopped);
+        stopped = now;
       },
     });
     new Gauge({ name: 'lkb_native_queue_depth', help: 'Events in the native queue, not yet drained', registers: [this.registry], collect() { this.set(state.nativeQueue().depth); } });

@@ -8,7 +8,7 @@ import { FfiRequest, FfiResponse, selected, setFieldValue, walk, type SchemaMess
 import { RequestMemory } from './request_memory.js';
 import { valueVerdict } from './request_values.js';
 import type { HostPolicy } from './host_policy.js';
-import { kindVerdict } from './request_kinds.js';
+import { kindVerdict, requestCarriesPointers } from './request_kinds.js';
 import { Refusal, refuse } from './errors.js';
 import type { HandleRegistry, Owner } from './handle_registry.js';
 import type { FfiLibrary } from './native/ffi_library.js';
@@ -22,6 +22,9 @@ export interface ExecutedRequest {
 }
 
 export class RequestExecutor<O extends Owner> {
+  /** Requests stopped just before the library because a pointer in them was not the broker's (lkb_unvalidated_pointers_total); must stay 0. */
+  unvalidatedPointers = 0;
+
   constructor(
     private readonly library: FfiLibrary,
     private readonly shim: NativeShim,
@@ -44,14 +47,20 @@ export class RequestExecutor<O extends Owner> {
       const chosen = selected(message);
       if (chosen === undefined) throw refuse.noMessage();
       typeName = chosen.typeName;
-      const verdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value) ?? valueVerdict(chosen.kind, typeName, chosen.value, this.maxBufferBytes);
-      if (verdict !== null) throw verdict;
-
-      let clientAsyncId: bigint | undefined;
+      const policyVerdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value);
+      if (policyVerdict !== null) throw policyVerdict;
+      // Ownership before values: a handle of another session is PERMISSION_DENIED whatever else
+      // the request says, so a session learns nothing about other sessions' handles from it.
       walk(chosen.value, {
         handleRef: (holder, field, handle) => {
           if (!this.registry.owns(owner, handle)) throw refuse.notOwned(holder.getType().typeName.replace('livekit.proto.', ''), field.name, handle);
         },
+      });
+      const valueProblem = valueVerdict(chosen.kind, typeName, chosen.value, this.maxBufferBytes);
+      if (valueProblem !== null) throw valueProblem;
+
+      let clientAsyncId: bigint | undefined;
+      walk(chosen.value, {
         asyncId: (holder, field, id) => {
           // Worker-chosen ids could collide with other sessions' or the library's own ids.
           clientAsyncId = id;
@@ -66,6 +75,13 @@ export class RequestExecutor<O extends Owner> {
         bytes = (message as unknown as FfiRequest).toBinary({ writeUnknownFields: false });
       } catch (err) {
         throw refuse.incomplete(typeName, (err as Error).message);
+      }
+      if (requestCarriesPointers(chosen.kind)) {
+        const foreign = memory.foreignPointer(bytes);
+        if (foreign !== undefined) {
+          this.unvalidatedPointers++;
+          throw refuse.unvalidatedPointer(typeName, foreign);
+        }
       }
       const answer = this.library.request(bytes);
       if (answer === null) throw refuse.ffiFailed(typeName);

@@ -47,3 +47,16 @@ export function kindVerdict(kind: string, typeName: string): Refusal | null {
   verdicts.set(kind, verdict);
   return verdict;
 }
+
+const carriesPointers = new Map<string, boolean>();
+
+/** Whether requests of this kind can carry a pointer field at all (from the schema, once per kind). */
+export function requestCarriesPointers(kind: string): boolean {
+  let carries = carriesPointers.get(kind);
+  if (carries === undefined) {
+    const requestType = fieldType(FfiRequest as unknown as SchemaType, kind);
+    carries = requestType !== undefined && reachablePointers(requestType).length > 0;
+    carriesPointers.set(kind, carries);
+  }
+  return carries;
+}

@@ -5,7 +5,7 @@
 import { create } from '@bufbuild/protobuf';
 import { BufferSchema, type Buffer as WireBuffer } from '../proto/gen/ffi_broker_pb.js';
 import { refuse } from './errors.js';
-import { setFieldValue, type SchemaField, type SchemaMessage } from './livekit_schema.js';
+import { FfiRequest, selected, setFieldValue, walk, type SchemaField, type SchemaMessage } from './livekit_schema.js';
 import { pointerField } from './pointer_fields.js';
 import type { NativeShim } from './native/shim.js';
 
@@ -18,7 +18,7 @@ interface Region {
 export class RequestMemory {
   private readonly regions: Region[];
   private readonly inOut: { ptr: bigint; address: bigint; size: number }[] = [];
-  private readonly allocations: bigint[] = [];
+  private readonly allocations: { address: bigint; size: number }[] = [];
 
   constructor(
     private readonly shim: NativeShim,
@@ -56,14 +56,39 @@ export class RequestMemory {
     return this.inOut.map((r) => create(BufferSchema, { ptr: r.ptr, data: this.shim.copyOut(r.address, r.size) }));
   }
 
+  /**
+   * The last line of defence before the library: decodes `bytes` (exactly what will be passed to
+   * livekit_ffi_request) on its own and checks that every pointer field, with the bytes its message
+   * says it covers, lies inside memory this object allocated. Independent of bind(), so a bug there
+   * (or anywhere between bind and the call) cannot hand the library a worker's address. Returns
+   * what is wrong, or undefined when every pointer is ours.
+   */
+  foreignPointer(bytes: Uint8Array): string | undefined {
+    let problem: string | undefined;
+    const chosen = selected(FfiRequest.fromBinary(bytes) as unknown as SchemaMessage);
+    if (chosen === undefined) return undefined;
+    walk(chosen.value, {
+      pointer: (holder, field, ptr) => {
+        if (problem !== undefined) return;
+        const typeName = holder.getType().typeName;
+        const entry = pointerField(typeName, field.name);
+        const need = entry === undefined ? Number.NaN : entry.size(holder);
+        const where = `${typeName.replace('livekit.proto.', '')}.${field.name} = 0x${ptr.toString(16)}`;
+        if (!Number.isSafeInteger(need) || need < 0) problem = `${where} has no valid size`;
+        else if (!this.allocations.some((a) => ptr >= a.address && ptr + BigInt(need) <= a.address + BigInt(a.size))) problem = `${where} (+${need} bytes) is outside the broker's memory for this request`;
+      },
+    });
+    return problem;
+  }
+
   release(): void {
-    for (const address of this.allocations) this.shim.free(address);
+    for (const { address } of this.allocations) this.shim.free(address);
     this.allocations.length = 0;
   }
 
   private allocate(bytes: Uint8Array): bigint {
     const address = this.shim.allocCopy(bytes);
-    this.allocations.push(address);
+    this.allocations.push({ address, size: bytes.length });
     return address;
   }
 }

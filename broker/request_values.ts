@@ -8,6 +8,18 @@ import { videoRequestProblem } from './video_layout.js';
 
 // WebRTC's audio buffers hold at most 7680 samples per 10 ms chunk (e.g. 384 kHz stereo).
 const MAX_SAMPLES_PER_10MS = 7680;
+// An audio source's queue is allocated up front (rate × channels × queue_size_ms): a huge one is an
+// allocation the library aborts on. A minute is far beyond any real use (the SDKs use 1 s).
+const MAX_QUEUE_SIZE_MS = 60_000;
+// Stream queues (queue_size_frames, a data track's buffer_size) are allocated up front too: 2^31
+// frames asked for 80 GiB and aborted. 0 means unbounded, which the library grows as it needs.
+const MAX_QUEUE_FRAMES = 10_000;
+
+function queueFramesProblem(m: SchemaMessage | undefined, field: string, name: string): string | undefined {
+  if (m === undefined || m[field] === undefined) return undefined;
+  return num(m, field) > MAX_QUEUE_FRAMES ? `${name} ${num(m, field)} is over ${MAX_QUEUE_FRAMES}` : undefined;
+}
+const streamRules = (m: SchemaMessage): string | undefined => optionalChunkProblem(m) ?? queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames');
 
 const num = (m: SchemaMessage, field: string): number => Number(m[field] ?? 0);
 
@@ -36,10 +48,31 @@ function optionalChunkProblem(m: SchemaMessage): string | undefined {
   return chunkProblem(m.sampleRate === undefined ? 48000 : num(m, 'sampleRate'), m.numChannels === undefined ? 1 : num(m, 'numChannels'));
 }
 
+/** An audio frame sent to the library: a valid rate and channel count, and at least one sample. */
+function frameProblem(info: SchemaMessage | undefined): string | undefined {
+  if (info === undefined) return undefined; // required: the encoder refuses it
+  const chunk = chunkProblem(num(info, 'sampleRate'), num(info, 'numChannels'));
+  if (chunk !== undefined) return `buffer: ${chunk}`;
+  // Seen to hang livekit_ffi_request (and so the broker) with samples_per_channel 0 (fuzz).
+  if (num(info, 'samplesPerChannel') < 1) return 'buffer.samples_per_channel is 0';
+  return undefined;
+}
+
+// WebRTC's resampler takes whole 10 ms chunks: 7 samples at 48 kHz aborted it ("Check failed:
+// source_available_ == frames", push_sinc_resampler.cc; fuzz seed 251453608).
+function remixInputProblem(info: SchemaMessage | undefined): string | undefined {
+  const frame = frameProblem(info);
+  if (frame !== undefined || info === undefined) return frame;
+  const per10ms = Math.floor(num(info, 'sampleRate') / 100);
+  if (num(info, 'samplesPerChannel') % per10ms !== 0) return `buffer.samples_per_channel ${num(info, 'samplesPerChannel')} is not a whole number of 10 ms chunks (${per10ms} samples each)`;
+  return undefined;
+}
+
 const RULES: Record<string, (m: SchemaMessage) => string | undefined> = {
   apmProcessStream: apmProblem,
   apmProcessReverseStream: apmProblem,
-  remixAndResample: (m) => chunkProblem(num(m, 'sampleRate'), num(m, 'numChannels')),
+  remixAndResample: (m) => chunkProblem(num(m, 'sampleRate'), num(m, 'numChannels')) ?? remixInputProblem(m.buffer as SchemaMessage | undefined),
+  captureAudioFrame: (m) => frameProblem(m.buffer as SchemaMessage | undefined),
   newSoxResampler: (m) => {
     const input = num(m, 'inputRate');
     const output = num(m, 'outputRate');
@@ -47,8 +80,22 @@ const RULES: Record<string, (m: SchemaMessage) => string | undefined> = {
     if (!(num(m, 'numChannels') >= 1)) return `num_channels ${num(m, 'numChannels')} is below 1`;
     return undefined;
   },
-  newAudioStream: optionalChunkProblem,
-  audioStreamFromParticipant: optionalChunkProblem,
+  // Seen to abort (std::length_error in vector::reserve) with sample_rate 1,847,138,908 (fuzz seed 250878423).
+  newAudioSource: (m) => {
+    const chunk = optionalChunkProblem(m);
+    if (chunk !== undefined) return chunk;
+    if (m.queueSizeMs === undefined) return undefined;
+    const queue = num(m, 'queueSizeMs');
+    if (queue > MAX_QUEUE_SIZE_MS) return `queue_size_ms ${queue} is over ${MAX_QUEUE_SIZE_MS}`;
+    // Seen to panic: "queue_size_ms must be a multiple of 10" (audio_source.rs).
+    if (queue % 10 !== 0) return `queue_size_ms ${queue} is not a multiple of 10`;
+    return undefined;
+  },
+  newAudioStream: streamRules,
+  audioStreamFromParticipant: streamRules,
+  newVideoStream: (m) => queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames'),
+  videoStreamFromParticipant: (m) => queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames'),
+  subscribeDataTrack: (m) => queueFramesProblem(m.options as SchemaMessage | undefined, 'bufferSize', 'options.buffer_size'),
 };
 
 const VIDEO_KINDS = new Set(['captureVideoFrame', 'videoConvert']);

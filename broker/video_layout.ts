@@ -33,6 +33,7 @@ export function videoTypeName(type: number): string {
 export const MAX_VIDEO_DIMENSION = 16384;
 
 const U32_MAX = 0xffff_ffff;
+const I32_MAX = 0x7fff_ffff;
 /** Room left in a message for what surrounds a frame's bytes. */
 const MESSAGE_OVERHEAD = 4096;
 
@@ -98,6 +99,12 @@ export function videoBufferProblem(info: SchemaMessage, request?: SchemaMessage,
     // The largest buffer the library makes of a frame is RGBA (VideoConvert to a packed type, or a
     // stream with format RGBA), and the broker sends it back in one message.
     return `${f}width × height = ${width}×${height}: the library hands such a frame back as up to ${width * height * 4} bytes (RGBA), over the ${maxBytes}-byte message limit`;
+  }
+  // The library converts strides to i32 with unwrap(), even those it then ignores: stride
+  // 2^31 panicked in video_frame.rs (fuzz seed 252423094).
+  const strides: [string, unknown][] = [['stride', info.stride], ...((info.components ?? []) as ComponentLike[]).map((c, i) => [`components[${i}].stride`, c.stride] as [string, unknown])];
+  for (const [field, value] of strides) {
+    if (value !== undefined && Number(value) > I32_MAX) return `${f}${field} = ${Number(value)} is over 2^31 − 1`;
   }
   const hazard = typeHazard(type, use, request, f);
   if (hazard !== undefined) return hazard;

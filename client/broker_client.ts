@@ -63,6 +63,22 @@ export interface ConnectOptions {
    * UNAVAILABLE (their outcome is unknown); requests made while resuming wait for it.
    */
   resumeWindowMs?: number;
+  /**
+   * When the session is lost for good (the broker process is gone or restarted, or the resume
+   * window ended), keep reconnecting with exponential backoff and start a NEW session once a
+   * broker answers ('reconnected'). The old session's handles are gone: create your objects again.
+   * Requests made meanwhile reject at once with UNAVAILABLE. Default: off (the client closes).
+   */
+  reconnect?: boolean | ReconnectOptions;
+}
+
+export interface ReconnectOptions {
+  /** First delay; default 100 ms. Each next one doubles, up to maxDelayMs, times a random 0.5–1. */
+  initialDelayMs?: number;
+  /** Default 5000 ms. */
+  maxDelayMs?: number;
+  /** Give up (close with the last error) after this many attempts; default unlimited. */
+  maxAttempts?: number;
 }
 
 export interface InfoOptions {
@@ -92,12 +108,23 @@ export type BrokerClientEvents = {
   resuming: [error: BrokerError];
   /** The session was resumed on a new stream; events continue after the last one received. */
   resumed: [];
+  /**
+   * The session and every handle it owned are gone (the broker process died or restarted, or the
+   * resume window ended). Without `reconnect` the client then closes with this error.
+   */
+  sessionLost: [error: BrokerError];
+  /** With `reconnect`: a new session is open (new sessionId, no handles); events start again at seq 1. */
+  reconnected: [info: { sessionId: string; attempts: number }];
   /** Something the broker sent that the client could not use (e.g. an FfiEvent that does not decode). */
   warning: [error: BrokerError];
 };
 
 type SessionCall = grpc.ClientDuplexStream<ClientMessage, ServerMessage>;
-type State = 'connecting' | 'open' | 'resuming' | 'closing' | 'closed';
+type State = 'connecting' | 'open' | 'resuming' | 'reconnecting' | 'closing' | 'closed';
+
+// A broker that is gone: nothing listens on its socket or port. Its sessions died with it, so a
+// resume is pointless and the session is reported lost at once instead of after the window.
+const BROKER_GONE = /ECONNREFUSED|ENOENT/;
 
 interface Pending {
   resolve(response: Response): void;
@@ -218,6 +245,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   private resumedAfter = 0n;
   private options: ConnectOptions = {};
   private resumedWaiters: Array<{ resolve(): void; reject(e: BrokerError): void }> = [];
+  private lostReason: BrokerError | undefined;
 
   private constructor(
     private readonly grpcClient: grpc.Client,
@@ -359,7 +387,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
    */
   events(): AsyncIterableIterator<BrokerEvent> {
     const queue: EventQueue = new EventQueue(() => this.subscriptions.delete(queue));
-    if (this.state === 'open' || this.state === 'connecting' || this.state === 'resuming') this.subscriptions.add(queue);
+    if (this.state === 'open' || this.state === 'connecting' || this.state === 'resuming' || this.state === 'reconnecting') this.subscriptions.add(queue);
     else queue.end(this.closeError);
     return queue;
   }
@@ -369,7 +397,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
    * with UNAVAILABLE "session closed", iterators end. Resolves when the stream has closed.
    */
   close(): Promise<void> {
-    if (this.state === 'resuming') {
+    if (this.state === 'resuming' || this.state === 'reconnecting') {
       this.finish(undefined);
       return this.closed;
     }
@@ -404,6 +432,12 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   }
 
   private async exchange(build: (requestId: bigint) => ClientMessage['message']): Promise<Response> {
+    if (this.state === 'reconnecting') {
+      throw new BrokerError(
+        Error_Code.UNAVAILABLE,
+        `no session with the broker at ${this.address}: ${this.lostReason?.detail ?? 'the session was lost'}; reconnecting with backoff. Wait for the 'reconnected' event, then create your objects again (the old session's handles are gone)`,
+      );
+    }
     if (this.state === 'resuming') await new Promise<void>((resolve, reject) => this.resumedWaiters.push({ resolve, reject }));
     if (this.state !== 'open') {
       return Promise.reject(this.closeError ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
@@ -421,7 +455,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
 
   private onMessage(message: ServerMessage): void {
     const body = message.message;
-    if (this.state === 'connecting' || (this.state === 'resuming' && this.connectWaiter !== undefined)) {
+    if (this.state === 'connecting' || ((this.state === 'resuming' || this.state === 'reconnecting') && this.connectWaiter !== undefined)) {
       if (body.case !== 'welcome') {
         this.failHandshake(new BrokerError(Error_Code.UNAVAILABLE, `the broker sent ${body.case ?? 'an empty message'} before Welcome`));
         return;
@@ -507,12 +541,17 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
       return;
     }
     const status = this.status;
-    if (this.state === 'resuming') {
+    if (this.state === 'resuming' || this.state === 'reconnecting') {
       if (this.connectWaiter !== undefined) this.failHandshake(status === undefined ? new BrokerError(Error_Code.UNAVAILABLE, 'stream closed before Welcome') : BrokerError.fromGrpcStatus(status, 'resume failed'));
       return;
     }
     if (this.state === 'open' && (status === undefined || RESUMABLE.has(status.code)) && (this.options.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS) > 0) {
       void this.resume(status === undefined ? new BrokerError(Error_Code.UNAVAILABLE, 'stream closed without a status') : BrokerError.fromGrpcStatus(status, `session stream to ${this.address} broke`));
+      return;
+    }
+    if (this.state === 'open' && (status === undefined || RESUMABLE.has(status.code)) && this.options.reconnect) {
+      // No resume window: the session is lost with its stream.
+      this.lose(status === undefined ? new BrokerError(Error_Code.UNAVAILABLE, `session stream to ${this.address} closed without a status`) : BrokerError.fromGrpcStatus(status, `session stream to ${this.address} broke`));
       return;
     }
     if (status === undefined) {
@@ -533,7 +572,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
 
   /** A Welcome that did not come: the connect fails, or this resume attempt does. */
   private failHandshake(error: BrokerError): void {
-    if (this.state === 'resuming') {
+    if (this.state === 'resuming' || this.state === 'reconnecting') {
       clearTimeout(this.connectTimer);
       const waiter = this.connectWaiter;
       this.connectWaiter = undefined;
@@ -562,12 +601,58 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         return;
       } catch (err) {
         lastError = err as BrokerError;
-        // The broker no longer has the session (grace over, restarted) or refuses us: final.
+        // The broker no longer has the session (grace over, restarted), refuses us, or is gone: final.
         if (lastError.grpcCode === grpc.status.NOT_FOUND || lastError.grpcCode === grpc.status.UNAUTHENTICATED) break;
+        if (lastError.grpcCode === grpc.status.UNAVAILABLE && BROKER_GONE.test(lastError.grpcDetails ?? '')) {
+          lastError = new BrokerError(Error_Code.UNAVAILABLE, `the broker at ${this.address} is gone (${lastError.grpcDetails}); its sessions and their handles went with it`, { grpcCode: lastError.grpcCode, grpcDetails: lastError.grpcDetails });
+          break;
+        }
       }
       await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
     }
-    if (this.state === 'resuming') this.finish(lastError);
+    if (this.state === 'resuming') this.lose(lastError);
+  }
+
+  /** The session is gone for good: tell the application, then reconnect or close. */
+  private lose(error: BrokerError): void {
+    this.lostReason = error;
+    const reconnect = this.options.reconnect;
+    if (reconnect === undefined || reconnect === false) {
+      this.emit('sessionLost', error);
+      this.finish(error);
+      return;
+    }
+    this.state = 'reconnecting';
+    this.rejectPending(error);
+    for (const w of this.resumedWaiters.splice(0)) w.reject(error);
+    this.emit('sessionLost', error);
+    void this.reconnect(reconnect === true ? {} : reconnect, error);
+  }
+
+  /** New sessions, with jittered exponential backoff, until one opens or the attempts run out. */
+  private async reconnect(options: ReconnectOptions, cause: BrokerError): Promise<void> {
+    const first = options.initialDelayMs ?? 100;
+    const max = options.maxDelayMs ?? 5000;
+    const attempts = options.maxAttempts ?? Number.POSITIVE_INFINITY;
+    let lastError = cause;
+    for (let attempt = 1; this.state === 'reconnecting' && attempt <= attempts; attempt++) {
+      const delay = Math.min(max, first * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+      await new Promise((r) => setTimeout(r, delay));
+      if (this.state !== 'reconnecting') return;
+      this.openCall();
+      try {
+        await this.handshake({ ...this.options, resumeToken: undefined, lastSeq: undefined });
+        this.lastSeq = 0n;
+        this.resumedAfter = 0n;
+        this.lostReason = undefined;
+        this.emit('reconnected', { sessionId: this.sessionId, attempts: attempt });
+        return;
+      } catch (err) {
+        lastError = err as BrokerError;
+        if (lastError.grpcCode === grpc.status.UNAUTHENTICATED) break;
+      }
+    }
+    if (this.state === 'reconnecting') this.finish(lastError);
   }
 
   private finish(error: BrokerError | undefined, pendingError?: BrokerError): void {

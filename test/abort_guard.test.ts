@@ -9,12 +9,19 @@ import {
   AudioFrameBufferInfo,
   NewApmRequest,
   NewAudioResamplerRequest,
+  NewAudioSourceRequest,
+  NewAudioStreamRequest,
+  AudioSourceType,
+  AudioStreamType,
   NewSoxResamplerRequest,
   RemixAndResampleRequest,
   SoxQualityRecipe,
   SoxResamplerDataType,
 } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
+import { CreateAudioTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
+import { VideoBufferType, VideoConvertRequest } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
+import { videoFrameBuffer } from '../client/video.js';
 import { BrokerClient } from '../client/broker_client.js';
 import { audioBuffer } from '../client/media.js';
 import { Error_Code } from '../proto/gen/ffi_broker_pb.js';
@@ -71,6 +78,42 @@ test('sox resampler without channels or with a zero rate; remix to no channels o
   });
   await refused(remix(16000, 0), /num_channels 0/);
   await refused(remix(1_000_000, 1), /exceeds 7680 samples per 10 ms/);
+  // Found by test/reliability/fuzz.test.ts: a partial 10 ms chunk aborts, 0 samples hangs the call.
+  const remixInput = (samplesPerChannel: number) => ({
+    case: 'remixAndResample' as const,
+    value: new RemixAndResampleRequest({ resamplerHandle: resampler, buffer: new AudioFrameBufferInfo({ dataPtr: 0x1000n, numChannels: 1, sampleRate: 48000, samplesPerChannel }), sampleRate: 16000, numChannels: 1 }),
+  });
+  await refused(remixInput(7), /samples_per_channel 7 is not a whole number of 10 ms chunks \(480 samples each\)/);
+  await refused(remixInput(0), /samples_per_channel is 0/);
+});
+
+test('audio sources with a rate or queue the library cannot allocate (found by test/reliability/fuzz.test.ts)', async () => {
+  const source = (sampleRate: number, numChannels: number, queueSizeMs: number) => ({ case: 'newAudioSource' as const, value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate, numChannels, queueSizeMs }) });
+  await refused(source(1_847_138_908, 1, 1000), /exceeds 7680 samples per 10 ms/);
+  await refused(source(48000, 0, 1000), /num_channels 0 is below 1/);
+  await refused(source(48000, 1, 0xffffffff), /queue_size_ms 4294967295 is over 60000/);
+  await refused(source(48000, 1, 1005), /queue_size_ms 1005 is not a multiple of 10/);
+  await refused(source(48000, 1, 3), /not a multiple of 10/);
+  for (const queue of [0, 10, 60_000]) assert.equal((await client.request(ffi(source(48000, 2, queue)))).response.message.case, 'newAudioSource');
+});
+
+test('stream queues the library would allocate up front beyond memory (found by test/reliability/fuzz.test.ts)', async () => {
+  // The ownership check comes first, so the track must be this session's.
+  const src = await client.request(ffi({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeMs: 1000 }) }));
+  assert.equal(src.response.message.case, 'newAudioSource');
+  const trk = await client.request(ffi({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: 't', sourceHandle: src.response.message.value.source!.handle!.id! }) }));
+  assert.equal(trk.response.message.case, 'createAudioTrack');
+  const track = trk.response.message.value.track!.handle!.id!;
+  const stream = (queueSizeFrames: number) => ({ case: 'newAudioStream' as const, value: new NewAudioStreamRequest({ trackHandle: track, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeFrames }) });
+  await refused(stream(0x7fffffff), /queue_size_frames 2147483647 is over 10000/);
+  assert.equal((await client.request(ffi(stream(100)))).response.message.case, 'newAudioStream');
+});
+
+test('video strides over 2^31 − 1, which the library unwraps into i32 (found by test/reliability/fuzz.test.ts)', async () => {
+  const frame = videoFrameBuffer(VideoBufferType.I420, 32, 16, new Uint8Array(32 * 16 + 2 * 16 * 8));
+  frame.info.stride = 0x80000000;
+  const err = await expectRefusal(client.request(ffi({ case: 'videoConvert', value: new VideoConvertRequest({ buffer: frame.info, dstType: VideoBufferType.RGBA, flipY: false }) }), frame.buffers), Error_Code.INVALID_REQUEST, /buffer\.stride = 2147483648 is over 2\^31 − 1/);
+  assert.match(err.message, /not sent to the library/);
 });
 
 test('the same requests with sound values still work, and the broker is alive', async () => {

@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
@@ -27,7 +26,7 @@ import { BrokerError } from '../client/broker_error.js';
 import { audioBuffer, dataBuffer } from '../client/media.js';
 import { ClientMessageSchema, Error_Code, HelloSchema, RequestSchema, type ClientMessage, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
 import { FfiBrokerService } from '../proto/service.js';
-import { WORKERS, spawnWorker, startBroker, waitFor, withTimeout, type BrokerProcess, type WorkerProcess } from './helpers/processes.js';
+import { WORKERS, spawnWorker, startBroker, waitFor, watchProgress, withTimeout, type BrokerProcess, type Progress, type WorkerProcess } from './helpers/processes.js';
 import { expectRefusal, ffi } from './helpers/assertions.js';
 
 const AUDIO_WORKER = path.join(WORKERS, 'audio_worker.js');
@@ -35,27 +34,6 @@ const DEFAULT_LIMIT = 64 * 1024 * 1024; // the broker's default --max-message-si
 const UNKNOWN_HANDLE = 999999n;
 // Two streams of 10 ms frames: 200 frames/s when healthy.
 const MIN_FRAMES_PER_SECOND = 150;
-
-interface Progress {
-  at: number;
-  frames: number;
-}
-
-/** Every {"progress"} line of a worker, as it arrives (spawnWorker's next() would hand out stale ones). */
-function watchProgress(worker: WorkerProcess): Progress[] {
-  const seen: Progress[] = [];
-  readline.createInterface({ input: worker.proc.stdout! }).on('line', (line) => {
-    try {
-      const record = JSON.parse(line);
-      if (record.progress !== undefined) seen.push({ at: Date.now(), frames: record.progress.frames });
-    } catch {
-      // not a JSON line
-    }
-  });
-  return seen;
-}
-
-
 
 function newSourceRequest(): FfiRequest {
   return ffi({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeMs: 1000 }) });

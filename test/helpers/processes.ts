@@ -19,6 +19,8 @@ export interface BrokerProcess {
   /** Every log line the broker printed, parsed. */
   logs: Record<string, unknown>[];
   info(): Promise<InfoResponse>;
+  /** What it printed on stderr (a library panic's message, for one). */
+  stderr(): string;
   /** SIGTERM (unless a signal was sent already), then wait for exit; returns the exit code. */
   stop(): Promise<number | null>;
 }
@@ -65,6 +67,7 @@ export async function startBroker(extraArgs: string[] = [], env: NodeJS.ProcessE
     proc,
     logs,
     info: () => BrokerClient.info(address),
+    stderr: () => stderr,
     stop: async () => {
       if (!proc.killed && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       return exited;
@@ -129,6 +132,25 @@ export function spawnWorker(command: string, args: string[], env: NodeJS.Process
       );
     },
   };
+}
+
+export interface Progress {
+  at: number;
+  frames: number;
+}
+
+/** Every {"progress"} line of a worker, as it arrives (next() would hand out stale ones). */
+export function watchProgress(worker: WorkerProcess): Progress[] {
+  const seen: Progress[] = [];
+  readline.createInterface({ input: worker.proc.stdout! }).on('line', (line) => {
+    try {
+      const record = JSON.parse(line);
+      if (record.progress !== undefined) seen.push({ at: Date.now(), frames: record.progress.frames });
+    } catch {
+      // not a JSON line
+    }
+  });
+  return seen;
 }
 
 export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
