@@ -19,7 +19,9 @@ const firstId = Number(args.get('first-id') ?? 1);
 const seconds = Number(args.get('seconds') ?? 2);
 
 const SAMPLE_RATE = 48000;
-const FRAME = 480; // 10 ms
+// Capture and stream frame size (--frame-ms, default 10 ms, as agents use).
+const FRAME_MS = Number(args.get('frame-ms') ?? 10);
+const FRAME = (SAMPLE_RATE / 1000) * FRAME_MS;
 
 interface StreamState {
   id: number;
@@ -49,6 +51,10 @@ async function main(): Promise<void> {
   let foreignEvents = 0;
   let callbacks = 0;
   let logsEvents = 0;
+  let eventsDropped = 0;
+  client.on('notice', (n) => {
+    if (n.notice.case === 'eventsDropped') eventsDropped += Number(n.notice.value.count);
+  });
 
   client.on('event', ({ seq, event, buffers }) => {
     if (seq <= lastSeq) {
@@ -98,7 +104,9 @@ async function main(): Promise<void> {
     const trk = await call({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: `t${i}`, sourceHandle: source }) });
     if (trk.case !== 'createAudioTrack') throw new Error('no track');
     const track = trk.value.track!.handle!.id!;
-    const str = await call({ case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: track, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: SAMPLE_RATE, numChannels: 1 }) });
+    // A 1 s stream queue: the library's default is small enough that a few ms of CPU starvation on a
+    // loaded 2-core machine drops frames inside the library, before the broker sees them.
+    const str = await call({ case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: track, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: SAMPLE_RATE, numChannels: 1, frameSizeMs: FRAME_MS, queueSizeFrames: 1000 / FRAME_MS }) });
     if (str.case !== 'newAudioStream') throw new Error('no stream');
     const stream = str.value.stream!.handle!.id!;
     const st: StreamState = { id: firstId + i, source, track, stream, captured: 0, frames: 0, samples: 0, silent: 0, expectNext: 0, outOfOrder: 0, foreign: 0 };
@@ -124,7 +132,7 @@ async function main(): Promise<void> {
     const tick = () => {
       const elapsed = Date.now() - started;
       if (seconds > 0 && elapsed >= seconds * 1000) return resolve();
-      const due = Math.floor(elapsed / 10) + 1;
+      const due = Math.floor(elapsed / FRAME_MS) + 1;
       const pending: Promise<void>[] = [];
       for (; sent < due; sent++) for (const st of states) pending.push(capture(st));
       Promise.all(pending).catch(reject);
@@ -147,6 +155,7 @@ async function main(): Promise<void> {
       callbacks,
       foreignEvents,
       logsEvents,
+      eventsDropped,
     },
   });
   await client.close();

@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import queue
+import random
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -52,6 +53,13 @@ CLOSE_GRACE_S = 2.0
 RESUME_WINDOW_S = max(0.0, _env_float("LIVEKIT_FFI_BROKER_RESUME_WINDOW_MS", 10000.0) / 1000.0)
 RESUME_BACKOFF_FIRST_S = 0.05
 RESUME_BACKOFF_MAX_S = 1.0
+# After a failed attempt to open a session, the next attempts wait (exponential, jittered): until
+# then requests fail at once, so a process whose broker is down does not hammer its socket.
+RECONNECT_BACKOFF_FIRST_S = 0.1
+RECONNECT_BACKOFF_MAX_S = max(RECONNECT_BACKOFF_FIRST_S, _env_float("LIVEKIT_FFI_BROKER_RECONNECT_MAX_MS", 5000.0) / 1000.0)
+# What gRPC says when nothing listens at the address: the broker process is gone, and with it
+# every session it held, so resuming is pointless.
+UNREACHABLE_MARKERS = ("Connection refused", "No such file or directory", "ECONNREFUSED", "ENOENT")
 AUTH_TOKEN_ENV = "LIVEKIT_FFI_BROKER_AUTH_TOKEN"
 AUTH_TOKEN_FILE_ENV = "LIVEKIT_FFI_BROKER_AUTH_TOKEN_FILE"
 
@@ -503,6 +511,10 @@ class _Session:
                 return BrokerUnavailable(f"could not resume the session with the broker at {self.address}: {err}")
             except BrokerError as err:
                 last_error = err
+                if any(marker in err.detail for marker in UNREACHABLE_MARKERS):
+                    return BrokerUnavailable(
+                        f"the broker at {self.address} is gone ({err.detail}): the session and its handles are lost"
+                    )
         if self.state != "resuming":
             return cause  # closed meanwhile
         return BrokerUnavailable(
@@ -655,6 +667,10 @@ class Connection:
         self._lock = threading.Lock()
         self._session: Optional[_Session] = None
         self._closed = False
+        # Reconnect backoff: no new session is tried before _retry_at (monotonic s).
+        self._retry_at = 0.0
+        self._retry_delay = RECONNECT_BACKOFF_FIRST_S
+        self._last_connect_error: Optional[BrokerError] = None
 
     # Sessions -----------------------------------------------------------------------------------
 
@@ -670,14 +686,26 @@ class Connection:
                 assert session.failure is not None
                 raise session.failure
             if session is None or session.state not in ("open", "connecting", "resuming"):
+                wait = self._retry_at - time.monotonic()
+                if wait > 0:
+                    raise BrokerUnavailable(
+                        f"the broker at {self.address} was unreachable ({self._last_connect_error}); "
+                        f"the next attempt is in {wait * 1000:.0f} ms"
+                    )
                 session = _Session(self)
                 self._session = session
                 created = True
         if session.state == "resuming":
             session.wait_resumed()  # the same session once resumed; raises if it ended instead
         elif session.state != "open":
-            session.wait_welcome(CONNECT_TIMEOUT_S)
+            try:
+                session.wait_welcome(CONNECT_TIMEOUT_S)
+            except BrokerError as err:
+                if created:
+                    self._back_off(err)
+                raise
         if created:
+            self._retry_delay = RECONNECT_BACKOFF_FIRST_S
             welcome = session.welcome
             logger.info(
                 "livekit-ffi-broker: session %s with the broker at %s (broker %s, liblivekit_ffi %s)",
@@ -687,6 +715,12 @@ class Connection:
                 welcome.ffi_version,
             )
         return session
+
+    def _back_off(self, error: BrokerError) -> None:
+        with self._lock:
+            self._last_connect_error = error
+            self._retry_at = time.monotonic() + self._retry_delay * random.uniform(0.5, 1.0)
+            self._retry_delay = min(self._retry_delay * 2, RECONNECT_BACKOFF_MAX_S)
 
     def close(self, grace: float = CLOSE_GRACE_S) -> None:
         with self._lock:

@@ -73,6 +73,49 @@ def test_refusals_raise_broker_errors(broker):
     broker.wait_info(lambda i: i.owned_handles == 0 and not i.sessions)
 
 
+def test_broker_killed_and_restarted(tmp_dir):
+    # SIGKILL of the broker under capture traffic: the app gets BrokerUnavailable promptly (the
+    # socket refuses, so the client does not wait out its resume window), requests fail fast while
+    # no broker runs, and once a new broker listens on the same (stale) socket a new session opens.
+    broker = start_broker(tmp_dir)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCENARIOS / "errors.py"), "restart"],
+        env=scenario_env(broker.address),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    new_broker = None
+    try:
+        read_until(proc, "READY")
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait(10)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        read_until(proc, "DOWN")
+        new_broker = start_broker(tmp_dir)  # the killed broker's socket file is still there
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        stdout, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if new_broker is not None:
+            new_broker.stop()
+    assert proc.returncode == 0, stderr
+    out = json.loads(stdout.strip().splitlines()[-1])
+    assert out["received_before"], out
+    # Raised by the client, or (a capture already sent) by the SDK from its callback's error.
+    error = out["capture_error"]
+    assert error is not None and (error["type"] == "BrokerUnavailable" or "UNAVAILABLE" in error["message"]), out
+    assert out["error_after_kill_s"] < 5, out  # the resume window is 10 s: not waited out
+    assert out["stream_ended"]
+    assert len(out["while_down"]) == 5 and all(f["type"] == "BrokerUnavailable" and f["s"] < 5 for f in out["while_down"]), out
+    assert out["session_after"] != out["session_before"], out
+    print("RELIABILITY", json.dumps({"suite": "python_broker_restart", **out}))
+
+
 def test_captures_are_pipelined(broker):
     # CaptureAudioFrame is answered by the client (its async id chosen there) and sent without
     # waiting: the SDK's capture loop does not block on a broker round trip per frame.

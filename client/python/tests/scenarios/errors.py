@@ -6,6 +6,8 @@
     errors.py explicit ADDRESS
                           no LIVEKIT_FFI_BROKER: livekit.rtc imported first, then activate(ADDRESS)
     errors.py threads     several threads, each with its own event loop, start using the SDK at once
+    errors.py restart     the broker is killed under capture traffic, then a new one starts on the
+                          same socket: the error reaches the app, a new session follows
     errors.py pipelined   captures answered by the client while the broker is stopped; a refused
                           capture raised from capture_frame()
 
@@ -214,6 +216,81 @@ def threads() -> dict:
     }
 
 
+def restart() -> dict:
+    from livekit import rtc
+    from livekit.rtc._ffi_client import FfiClient
+
+    out: dict = {}
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    connection = FfiClient.instance._connection
+
+    async def setup():
+        source = rtc.AudioSource(48000, 1)
+        track = rtc.LocalAudioTrack.create_audio_track("restart", source)
+        stream = rtc.AudioStream(track)
+        received = []
+
+        async def read():
+            async for event in stream:
+                received.append(event)
+
+        return source, track, stream, loop.create_task(read()), received
+
+    source, track, stream, reader, received = loop.run_until_complete(setup())
+    out["session_before"] = connection._session.welcome.session_id
+    frame = rtc.AudioFrame(media_worker.signal_frame(5, 0).tobytes(), 48000, 1, 480)
+
+    async def capture_until_error(limit_s: float):
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            try:
+                await asyncio.wait_for(source.capture_frame(frame), 10)
+            except Exception as err:  # noqa: BLE001 - what the app sees
+                return err
+            await asyncio.sleep(0.01)
+        return None
+
+    loop.run_until_complete(capture_until_error(0.5))  # traffic flows
+    out["received_before"] = len(received) > 0
+    step("READY")  # the test kills the broker with SIGKILL, then says go
+    killed = time.monotonic()
+    err = loop.run_until_complete(capture_until_error(30))
+    out["capture_error"] = describe(err)
+    out["error_after_kill_s"] = round(time.monotonic() - killed, 3)
+    loop.run_until_complete(asyncio.wait_for(reader, 10))  # the stream ends too
+    out["stream_ended"] = True
+
+    # Requests fail fast while no broker runs (backoff, not a connect timeout each).
+    failures = []
+    for _ in range(5):
+        started = time.monotonic()
+        try:
+            rtc.AudioSource(48000, 1, loop=loop)
+        except Exception as err:  # noqa: BLE001
+            failures.append({"type": type(err).__name__, "s": round(time.monotonic() - started, 3)})
+    out["while_down"] = failures
+    step("DOWN")  # the test starts a new broker on the same socket, then says go
+
+    # The app retries as a production agent would; the client's backoff paces the attempts.
+    restarted = time.monotonic()
+    attempts = 0
+    while time.monotonic() - restarted < 30:
+        attempts += 1
+        try:
+            new_source = rtc.AudioSource(48000, 1, loop=loop)
+            break
+        except Exception:  # noqa: BLE001
+            time.sleep(0.05)
+    else:
+        raise AssertionError("no new session within 30 s of the new broker")
+    out["recovered_after_s"] = round(time.monotonic() - restarted, 3)
+    out["attempts"] = attempts
+    out["session_after"] = connection._session.welcome.session_id
+    loop.run_until_complete(new_source.aclose())
+    return out
+
+
 def pipelined() -> dict:
     from livekit import rtc
     from livekit.rtc._ffi_client import FfiClient
@@ -278,6 +355,8 @@ def main() -> int:
         out = connect()
     elif mode == "threads":
         out = threads()
+    elif mode == "restart":
+        out = restart()
     elif mode == "pipelined":
         out = pipelined()
     elif mode == "explicit":
