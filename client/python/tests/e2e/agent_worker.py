@@ -1,6 +1,6 @@
 """The agent of the crash report: a livekit-agents worker with PROCESS jobs started by forkserver.
 
-    python agent_worker.py start          (the agents CLI; LIVEKIT_URL/API_KEY/API_SECRET set)
+    python agent_worker.py                (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET set)
 
 Env: LKB_E2E_OUT (directory for results), LKB_E2E_SECONDS (how long the job reads, default 30).
 With LIVEKIT_FFI_BROKER set, the .pth of livekit_ffi_broker routes every process of the worker
@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import signal
 import time
 from pathlib import Path
 
 import numpy as np
 from livekit import rtc
-from livekit.agents import AutoSubscribe, JobContext, JobExecutorType, WorkerOptions, cli
+from livekit.agents import AutoSubscribe, JobContext, JobExecutorType, WorkerOptions
 from livekit.agents.worker import AgentServer
 
 AGENT_NAME = "lkb-e2e-agent"
@@ -152,7 +154,31 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.shutdown(reason="lkb-e2e: read done")
 
 
+async def serve(server: AgentServer) -> None:
+    """Runs the worker until SIGTERM, then drains and closes it.
+
+    Not `cli.run_app(server)`: its SIGTERM handler raises an exception from the signal handler,
+    which asyncio swallows (and logs) when the signal lands while the loop runs a callback, and it
+    ignores any further signal, so the worker then never exits (seen once in ten in-process runs
+    of the baseline). The pool, forkserver and job processes are the same either way.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(server.run(devmode=False))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([running, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        running.result()  # run() ended by itself: raise what ended it
+        return
+    await server.drain()
+    await server.aclose()
+    await running
+
+
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     server = AgentServer.from_server_options(
         WorkerOptions(
             entrypoint_fnc=entrypoint,
@@ -176,7 +202,7 @@ def main() -> None:
         pool.on("process_closed", lambda proc: emit({"event": "process_closed", "pid": proc.pid, "exitcode": proc.exitcode}))
 
     server.on("worker_started", watch_pool)
-    cli.run_app(server)
+    asyncio.run(serve(server))
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
                   "LKB_E2E_OUT": str(workdir), "LKB_E2E_SECONDS": str(seconds)}
     with open(workdir / "agent-worker.log", "w") as wlog:
         procs["worker"] = reaper.track(subprocess.Popen(
-            [sys.executable, str(HERE / "agent_worker.py"), "start", "--log-level", "info"],
+            [sys.executable, str(HERE / "agent_worker.py")],
             env=worker_env, stdout=wlog, stderr=subprocess.STDOUT))
     registered = wait_until("worker registration", lambda: [e for e in read_events(workdir) if e["event"] == "registered"],
                             60, reaper, [procs["worker"]])
