@@ -189,6 +189,8 @@ def main() -> None:
             # The test machine runs builds beside us: its CPU load must not make the worker
             # refuse the job (above 0.7 it marks itself unavailable).
             load_fnc=lambda: 0.0,
+            # Nor slow imports there kill an idle process at the default 10 s.
+            initialize_process_timeout=60.0,
             port=0,  # its health HTTP server: any free port
         )
     )

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -70,6 +71,15 @@ def stop(proc: subprocess.Popen, timeout: float) -> dict:
             proc.kill()
             proc.wait()
     return {**exit_record(proc), **record}
+
+
+def first_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The first stdout line of `proc`; "" at EOF or when none came within `timeout`."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    return proc.stdout.readline()
 
 
 def read_events(workdir: Path) -> list[dict]:
@@ -132,9 +142,12 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
                 [sys.executable, str(HERE / "publisher.py"), "--url", server.url, "--token", token(identity), "--hz", str(hz)],
                 env=env, stdout=subprocess.PIPE, stderr=plog, text=True))
     for identity in PUBLISHERS:
-        line = procs[identity].stdout.readline()  # {"published": sid}, or EOF if it died
+        line = first_line(procs[identity], 60)  # {"published": sid}
         if not line.startswith("{"):
-            result["failed"] = f"{identity} publishing"
+            if procs[identity].poll() is None:
+                result["hung"].append(f"{identity} publishing")
+            else:
+                result["failed"] = f"{identity} publishing"
             return
         published[identity] = json.loads(line)["published"]
     log("published", tracks=published)
@@ -214,6 +227,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    # SIGTERM unwinds like an error, so the namespace and every process are still torn down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args.workdir, args.broker, args.seconds)
     (args.workdir / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result), flush=True)
