@@ -131,7 +131,10 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
     registered = wait_until("worker registration", lambda: [e for e in read_events(workdir) if e["event"] == "registered"],
                             60, reaper, [procs["worker"]])
     if not registered:
-        result["failed"] = "worker registration"
+        if procs["worker"].poll() is None:
+            result["hung"].append("worker registration")
+        else:
+            result["failed"] = "worker registration"
         return
     log("worker_registered", worker_id=registered[0]["worker_id"])
 
