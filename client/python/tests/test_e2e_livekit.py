@@ -59,10 +59,14 @@ def check_track(track: dict) -> None:
     assert track["first_frame_s"] < 1.0 and track["last_frame_s"] > SECONDS - 1.0, (who, track["first_frame_s"], track["last_frame_s"])
     windows = track["windows"]
     assert len(windows) >= SECONDS - 1, (who, len(windows))
-    # The signal arrives intact: each second's dominant frequency is the publisher's, at the level
-    # it was sent (a 0.3 full-scale sine has RMS 0.21); Opus concealment may spoil an odd second.
-    good = [w for w in windows if abs(w["peak_hz"] - hz) <= 2 and 0.15 <= w["rms"] <= 0.26]
-    assert len(good) >= 0.9 * len(windows), (who, windows)
+    # The signal arrives intact: every audible second is the publisher's frequency, never louder
+    # than sent (a 0.3 full-scale sine has RMS 0.21: another stream mixed in would raise it).
+    audible = [w for w in windows if w["rms"] >= 0.05]
+    assert all(abs(w["peak_hz"] - hz) <= 2 and w["rms"] <= 0.26 for w in audible), (who, windows)
+    # Most seconds at full level: on a loaded 2-core machine a second or three may drop out
+    # (seen in both the in-process and the broker baseline), concealed by silence.
+    full = [w for w in audible if w["rms"] >= 0.15]
+    assert len(full) >= 0.8 * len(windows), (who, windows)
 
 
 def test_agent_forkserver_job_reads_two_publishers_through_the_broker(broker, tmp_dir):
