@@ -796,9 +796,14 @@ class Connection:
             return
         if which in ("audio_stream_event", "video_stream_event"):
             body = getattr(event, which)
-            if body.WhichOneof("message") == "eos" and body.stream_handle in session.eos_delivered:
-                session.eos_delivered.discard(body.stream_handle)
-                return  # this client delivered it already
+            if body.stream_handle in session.eos_delivered:
+                # This client delivered the stream's EOS on the drop's answer, so its reader has
+                # unsubscribed; the broker still routes the library's last events about a dropped
+                # handle to its former owner (frames still in flight, then the real EOS). Delivered,
+                # a frame would reach no reader and its memory copy would never be freed.
+                if body.WhichOneof("message") == "eos":
+                    session.eos_delivered.discard(body.stream_handle)
+                return
         self.memory.take(getattr(event, which), buffers, ("kind", "event", which), session.owned.__setitem__)
         self.on_event(event)
 
@@ -806,9 +811,10 @@ class Connection:
         """Deliver the EOS event of a stream whose handle was dropped (or whose session ended).
 
         The SDK's AudioStream/VideoStream.aclose() disposes the stream's handle, then waits for the
-        stream's EOS event, which the library sends after the drop. The broker has forgotten the
-        handle by then and routes that event to nobody, so this client delivers it, after every
-        event the broker sent before the drop; a real EOS arriving later is not delivered twice.
+        stream's EOS event, which the library sends after the drop. The broker routes events of a
+        dropped handle to its former owner for a few seconds only, so this client delivers it,
+        after every event the broker sent before the drop; what arrives later about the stream
+        (frames still in flight, the real EOS) is not delivered (see take_event).
         """
         if handle in session.eos_delivered:
             return

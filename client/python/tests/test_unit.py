@@ -164,6 +164,41 @@ def test_event_memory_is_local_and_lives_until_the_handle_is_dropped(planner, ga
     assert not memory.release(42)
 
 
+def test_stream_events_after_the_delivered_eos_are_not_delivered(planner):
+    """Seen with four threads streaming at once (test_errors.py::test_threads_share_one_session):
+    the broker routes the library's last frames of a dropped stream to its former owner after the
+    drop's answer, when this client has delivered the stream's EOS and the SDK's reader is gone.
+    Delivered, such a frame reached no reader and its memory copy was never freed."""
+    from types import SimpleNamespace
+
+    from livekit_ffi_broker._session import Connection
+
+    delivered: list = []
+    conn = Connection("unix:///nonexistent.sock", ffi_pb2.FfiResponse, ffi_pb2.FfiEvent, delivered.append)
+    session = SimpleNamespace(eos_delivered=set(), owned={})
+
+    def frame(stream: int, handle: int) -> tuple[bytes, list]:
+        event = ffi_pb2.FfiEvent()
+        ev = event.audio_stream_event
+        ev.stream_handle = stream
+        owned = ev.frame_received.frame
+        owned.handle.id = handle
+        owned.info.data_ptr, owned.info.num_channels, owned.info.sample_rate, owned.info.samples_per_channel = 0x7F0000002000, 1, 48000, 480
+        return event.SerializeToString(), [WireBuffer(0x7F0000002000, bytes(960))]
+
+    conn.deliver_eos(session, 7, "livekit.proto.OwnedAudioStream")
+    assert [e.audio_stream_event.WhichOneof("message") for e in delivered] == ["eos"]
+    conn.take_event(session, *frame(7, 70))  # in flight when the stream was dropped
+    real_eos = ffi_pb2.FfiEvent()
+    real_eos.audio_stream_event.stream_handle = 7
+    real_eos.audio_stream_event.eos.SetInParent()
+    conn.take_event(session, real_eos.SerializeToString(), [])
+    assert len(delivered) == 1 and conn.memory.held == (0, 0)
+    assert session.eos_delivered == set()  # forgotten once the real EOS came
+    conn.take_event(session, *frame(8, 80))  # another stream's frames still go through
+    assert len(delivered) == 2 and conn.memory.held == (1, 960)
+
+
 def test_non_memory_handles_are_reported(planner):
     memory = OutputMemory(planner)
     resp = ffi_pb2.FfiResponse()

@@ -1,0 +1,211 @@
+"""The agent of the crash report: a livekit-agents worker with PROCESS jobs started by forkserver.
+
+    python agent_worker.py                (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET set)
+
+Env: LKB_E2E_OUT (directory for results), LKB_E2E_SECONDS (how long the job reads, default 30).
+With LIVEKIT_FFI_BROKER set, the .pth of livekit_ffi_broker routes every process of the worker
+(main, forkserver, job processes) through the broker.
+
+The entrypoint connects, subscribes to the audio of both publishers and reads their AudioStreams.
+It is not an AgentSession with a plain Agent: AgentSession needs STT, LLM and TTS (or realtime)
+providers, every one of which is a network service this closed test cannot reach; what crashes in
+the report is the rtc layer under it (a job process receiving audio from several tracks), which
+this entrypoint exercises the same way.
+
+The main process writes `events.jsonl` (registration, each job process's exit code, read from the
+pool because the job processes are children of the forkserver, not of anything the test can wait
+for); each job process writes `job-<pid>.json`.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+from livekit import rtc
+from livekit.agents import AutoSubscribe, JobContext, JobExecutorType, WorkerOptions
+from livekit.agents.worker import AgentServer
+
+AGENT_NAME = "lkb-e2e-agent"
+OUT = Path(os.environ.get("LKB_E2E_OUT", "."))
+SECONDS = float(os.environ.get("LKB_E2E_SECONDS", "30"))
+RATE = 48000
+
+
+def emit(record: dict) -> None:
+    record["t"] = round(time.time(), 3)
+    with open(OUT / "events.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def native_library_mapped() -> bool:
+    with open("/proc/self/maps") as maps:
+        return "livekit_ffi" in maps.read()
+
+
+def parent_cmdline() -> str:
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def broker_session() -> dict | None:
+    """This process's session as the broker sees it (None without the broker)."""
+    if not os.environ.get("LIVEKIT_FFI_BROKER"):
+        return None
+    import livekit_ffi_broker
+
+    info = livekit_ffi_broker.broker_info()
+    mine = [s for s in info.sessions if s.pid == os.getpid()]
+    return {
+        "active": livekit_ffi_broker.is_active(),
+        "sessions": len(mine),
+        "owned_handles": sum(s.owned_handles for s in mine),
+    }
+
+
+def analyse(samples: np.ndarray) -> list[dict]:
+    """Dominant frequency (1 Hz bins) and RMS of each whole second: Opus is lossy, so the signal
+    is compared by its frequency, not sample by sample."""
+    windows = []
+    hann = np.hanning(RATE)
+    for start in range(0, len(samples) - RATE + 1, RATE):
+        chunk = samples[start : start + RATE].astype(np.float64) / 32768.0
+        spectrum = np.abs(np.fft.rfft(chunk * hann))
+        spectrum[:20] = 0  # DC and rumble
+        windows.append({"peak_hz": int(np.argmax(spectrum)), "rms": round(float(np.sqrt(np.mean(chunk**2))), 4)})
+    return windows
+
+
+async def read_track(identity: str, track: rtc.Track, seconds: float) -> dict:
+    stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1)
+    chunks: list[np.ndarray] = []
+    frames = 0
+    first = last = None
+    started = time.monotonic()
+    deadline = started + seconds
+    try:
+        while time.monotonic() < deadline:
+            try:
+                event = await asyncio.wait_for(stream.__anext__(), timeout=max(0.01, deadline - time.monotonic()))
+            except (asyncio.TimeoutError, StopAsyncIteration):
+                break
+            now = time.monotonic() - started
+            first = now if first is None else first
+            last = now
+            frames += 1
+            chunks.append(np.frombuffer(event.frame.data, dtype=np.int16).copy())
+    finally:
+        await stream.aclose()
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    return {
+        "identity": identity,
+        "frames": frames,
+        "samples": int(len(samples)),
+        "first_frame_s": None if first is None else round(first, 3),
+        "last_frame_s": None if last is None else round(last, 3),
+        "windows": analyse(samples),
+    }
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    result: dict = {
+        "pid": os.getpid(),
+        "parent_cmdline": parent_cmdline(),
+        "native_mapped_at_start": native_library_mapped(),
+    }
+    try:
+        await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+        subscribed: dict[str, rtc.Track] = {}
+        both = asyncio.Event()
+
+        def on_track(track: rtc.Track, _pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant) -> None:
+            if track.kind == rtc.TrackKind.KIND_AUDIO:
+                subscribed[participant.identity] = track
+                if len(subscribed) >= 2:
+                    both.set()
+
+        ctx.room.on("track_subscribed", on_track)
+        for participant in ctx.room.remote_participants.values():
+            for pub in participant.track_publications.values():
+                if pub.track is not None:
+                    on_track(pub.track, pub, participant)  # type: ignore[arg-type]
+        await asyncio.wait_for(both.wait(), timeout=30)
+        reads = [read_track(identity, track, SECONDS) for identity, track in sorted(subscribed.items())]
+
+        async def session_mid_read() -> dict | None:
+            # Asked while the job holds its room, tracks and streams.
+            await asyncio.sleep(SECONDS / 2)
+            return await asyncio.to_thread(broker_session)
+
+        *tracks, result["broker_session_mid_read"] = await asyncio.gather(*reads, session_mid_read())
+        result["tracks"] = tracks
+        result["native_mapped_at_end"] = native_library_mapped()
+    except Exception as e:  # reported to the test, which fails on it
+        result["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        tmp = OUT / f".job-{os.getpid()}.json"
+        tmp.write_text(json.dumps(result))
+        tmp.rename(OUT / f"job-{os.getpid()}.json")
+        ctx.shutdown(reason="lkb-e2e: read done")
+
+
+async def serve(server: AgentServer) -> None:
+    """Runs the worker until SIGTERM, then drains and closes it.
+
+    Not `cli.run_app(server)`: its SIGTERM handler raises an exception from the signal handler,
+    which asyncio swallows (and logs) when the signal lands while the loop runs a callback, and it
+    ignores any further signal, so the worker then never exits (seen once in ten in-process runs
+    of the baseline). The pool, forkserver and job processes are the same either way.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(server.run(devmode=False))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([running, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        running.result()  # run() ended by itself: raise what ended it
+        return
+    await server.drain()
+    await server.aclose()
+    await running
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    server = AgentServer.from_server_options(
+        WorkerOptions(
+            entrypoint_fnc=entrypoint,
+            agent_name=AGENT_NAME,  # explicit dispatch: the test dispatches one job to one room
+            job_executor_type=JobExecutorType.PROCESS,
+            multiprocessing_context="forkserver",  # the default on Linux, spelled out: it is the scenario
+            num_idle_processes=1,
+            # The test machine runs builds beside us: its CPU load must not make the worker
+            # refuse the job (above 0.7 it marks itself unavailable).
+            load_fnc=lambda: 0.0,
+            # Nor slow imports there kill an idle process at the default 10 s.
+            initialize_process_timeout=60.0,
+            port=0,  # its health HTTP server: any free port
+        )
+    )
+    server.on("worker_registered", lambda worker_id, _info: emit({"event": "registered", "worker_id": worker_id, "pid": os.getpid()}))
+
+    def watch_pool() -> None:
+        # The pool is created by run(); its process_closed event carries each job process's exit
+        # code (negative: ended by that signal).
+        pool = server._proc_pool
+        pool.on("process_started", lambda proc: emit({"event": "process_started", "pid": proc.pid}))
+        pool.on("process_closed", lambda proc: emit({"event": "process_closed", "pid": proc.pid, "exitcode": proc.exitcode}))
+
+    server.on("worker_started", watch_pool)
+    asyncio.run(serve(server))
+
+
+if __name__ == "__main__":
+    main()
