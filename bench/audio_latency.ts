@@ -13,7 +13,7 @@ import { procCpuS, procRssMiB } from './proc_stats.js';
 import { log, round, sleep } from './stats.js';
 
 /** The LiveKit SDKs' default source queue. */
-const QUEUE_MS = 1000;
+const QUEUE_MS = Number(process.env.LKB_BENCH_QUEUE_MS ?? 1000);
 const FANIN_STREAMS = [2, 20, 100, 200];
 const QUICK_FANIN_STREAMS = [2, 20];
 const SESSION_COUNTS = [1, 10, 100];

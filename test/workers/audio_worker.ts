@@ -17,11 +17,16 @@ const address = args.get('address')!;
 const streams = Number(args.get('streams') ?? 2);
 const firstId = Number(args.get('first-id') ?? 1);
 const seconds = Number(args.get('seconds') ?? 2);
+// Sessions (BrokerClients) in this process, each with `streams` streams.
+const sessionCount = Number(args.get('sessions') ?? 1);
 
 const SAMPLE_RATE = 48000;
 // Capture and stream frame size (--frame-ms, default 10 ms, as agents use).
 const FRAME_MS = Number(args.get('frame-ms') ?? 10);
 const FRAME = (SAMPLE_RATE / 1000) * FRAME_MS;
+// The pacing timer: each tick sends what is due. A quarter frame keeps captures on time without
+// waking the process more often than needed (many workers share the machine in the soak).
+const TICK_MS = Math.max(5, Math.floor(FRAME_MS / 4));
 
 interface StreamState {
   id: number;
@@ -39,40 +44,42 @@ interface StreamState {
 
 const out = (o: unknown) => process.stdout.write(JSON.stringify(o, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n');
 
-async function main(): Promise<void> {
+interface Session {
+  client: BrokerClient;
+  states: StreamState[];
+  answeredAsync: Set<bigint>;
+  counters: { seqViolations: number; firstViolation?: string; callbacksBeforeResponse: number; foreignEvents: number; callbacks: number; logsEvents: number; eventsDropped: number };
+}
+
+/** One session with `streams` source → track → stream sets, its events checked as they come. */
+async function openSession(index: number): Promise<Session> {
   const client = await BrokerClient.connect(address, { clientName: 'audio-worker' });
   const states: StreamState[] = [];
   const byStream = new Map<bigint, StreamState>();
   const answeredAsync = new Set<bigint>();
+  const counters: Session['counters'] = { seqViolations: 0, callbacksBeforeResponse: 0, foreignEvents: 0, callbacks: 0, logsEvents: 0, eventsDropped: 0 };
   let lastSeq = 0n;
-  let seqViolations = 0;
-  let firstViolation: string | undefined;
-  let callbacksBeforeResponse = 0;
-  let foreignEvents = 0;
-  let callbacks = 0;
-  let logsEvents = 0;
-  let eventsDropped = 0;
   client.on('notice', (n) => {
-    if (n.notice.case === 'eventsDropped') eventsDropped += Number(n.notice.value.count);
+    if (n.notice.case === 'eventsDropped') counters.eventsDropped += Number(n.notice.value.count);
   });
 
   client.on('event', ({ seq, event, buffers }) => {
     if (seq <= lastSeq) {
-      seqViolations++;
-      firstViolation ??= `seq ${seq} after ${lastSeq} (${event.message.case})`;
+      counters.seqViolations++;
+      counters.firstViolation ??= `seq ${seq} after ${lastSeq} (${event.message.case})`;
     }
     lastSeq = seq;
     const m = event.message;
-    if (m.case === 'logs') logsEvents++;
+    if (m.case === 'logs') counters.logsEvents++;
     if (m.case === 'captureAudioFrame') {
-      callbacks++;
-      if (!answeredAsync.has(m.value.asyncId!)) callbacksBeforeResponse++;
+      counters.callbacks++;
+      if (!answeredAsync.has(m.value.asyncId!)) counters.callbacksBeforeResponse++;
       return;
     }
     if (m.case !== 'audioStreamEvent') return;
     const st = byStream.get(m.value.streamHandle!);
     if (st === undefined) {
-      foreignEvents++;
+      counters.foreignEvents++;
       return;
     }
     if (m.value.message.case !== 'frameReceived') return;
@@ -109,11 +116,30 @@ async function main(): Promise<void> {
     const str = await call({ case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: track, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: SAMPLE_RATE, numChannels: 1, frameSizeMs: FRAME_MS, queueSizeFrames: 1000 / FRAME_MS }) });
     if (str.case !== 'newAudioStream') throw new Error('no stream');
     const stream = str.value.stream!.handle!.id!;
-    const st: StreamState = { id: firstId + i, source, track, stream, captured: 0, frames: 0, samples: 0, silent: 0, expectNext: 0, outOfOrder: 0, foreign: 0 };
+    // Stream ids (the signal's) run on across this process's sessions.
+    const st: StreamState = { id: firstId + index * streams + i, source, track, stream, captured: 0, frames: 0, samples: 0, silent: 0, expectNext: 0, outOfOrder: 0, foreign: 0 };
     states.push(st);
     byStream.set(stream, st);
   }
-  out({ ready: { pid: process.pid, sessionId: client.sessionId, handles: states.flatMap((s) => [s.source, s.track, s.stream]) } });
+  return { client, states, answeredAsync, counters };
+}
+
+async function main(): Promise<void> {
+  const sessions: Session[] = [];
+  for (let i = 0; i < sessionCount; i++) sessions.push(await openSession(i));
+  const states = sessions.flatMap((s) => s.states);
+  const sessionOf = new Map(sessions.flatMap((session) => session.states.map((st) => [st, session] as const)));
+  out({
+    ready: {
+      pid: process.pid,
+      sessionId: sessions[0]!.client.sessionId,
+      sessionIds: sessions.map((s) => s.client.sessionId),
+      handles: states.flatMap((s) => [s.source, s.track, s.stream]),
+    },
+  });
+  // --start-on-signal: capture only once SIGUSR2 comes, so many workers started one after another
+  // begin together (the first would otherwise stream through the others' start-up).
+  if (args.get('start-on-signal') === '1') await new Promise((resolve) => process.once('SIGUSR2', resolve));
 
   const capture = async (st: StreamState) => {
     const samples = new Int16Array(FRAME);
@@ -121,8 +147,9 @@ async function main(): Promise<void> {
     st.captured += FRAME;
     const [ptr, bytes] = audioBuffer(samples);
     const info = new AudioFrameBufferInfo({ dataPtr: ptr, numChannels: 1, sampleRate: SAMPLE_RATE, samplesPerChannel: FRAME });
-    const { response } = await client.request(new FfiRequest({ message: { case: 'captureAudioFrame', value: new CaptureAudioFrameRequest({ sourceHandle: st.source, buffer: info }) } }), [[ptr, bytes]]);
-    if (response.message.case === 'captureAudioFrame') answeredAsync.add(response.message.value.asyncId!);
+    const session = sessionOf.get(st)!;
+    const { response } = await session.client.request(new FfiRequest({ message: { case: 'captureAudioFrame', value: new CaptureAudioFrameRequest({ sourceHandle: st.source, buffer: info }) } }), [[ptr, bytes]]);
+    if (response.message.case === 'captureAudioFrame') session.answeredAsync.add(response.message.value.asyncId!);
   };
 
   const started = Date.now();
@@ -140,25 +167,29 @@ async function main(): Promise<void> {
         lastProgress = Date.now();
         out({ progress: { frames: states.reduce((a, s) => a + s.frames, 0) } });
       }
-      setTimeout(tick, 5);
+      setTimeout(tick, TICK_MS);
     };
     tick();
   });
-  // Let the last captured frames through the source's queue.
-  await new Promise((r) => setTimeout(r, 300));
+  // Let the last captured frames through the sources' queues (all back, or at most 2 s).
+  for (const deadline = Date.now() + 2000; Date.now() < deadline && states.some((st) => st.samples < st.captured); ) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const total = (key: 'seqViolations' | 'callbacksBeforeResponse' | 'callbacks' | 'foreignEvents' | 'logsEvents' | 'eventsDropped') =>
+    sessions.reduce((a, s) => a + s.counters[key], 0);
   out({
     report: {
       streams: states.map(({ id, frames, samples, silent, outOfOrder, foreign, captured }) => ({ id, frames, samples, silent, outOfOrder, foreign, captured })),
-      seqViolations,
-      firstViolation,
-      callbacksBeforeResponse,
-      callbacks,
-      foreignEvents,
-      logsEvents,
-      eventsDropped,
+      seqViolations: total('seqViolations'),
+      firstViolation: sessions.find((s) => s.counters.firstViolation !== undefined)?.counters.firstViolation,
+      callbacksBeforeResponse: total('callbacksBeforeResponse'),
+      callbacks: total('callbacks'),
+      foreignEvents: total('foreignEvents'),
+      logsEvents: total('logsEvents'),
+      eventsDropped: total('eventsDropped'),
     },
   });
-  await client.close();
+  await Promise.all(sessions.map((s) => s.client.close()));
 }
 
 main().catch((err) => {
