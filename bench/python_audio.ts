@@ -12,7 +12,7 @@ import { startBenchBroker } from './bench_broker.js';
 import { procCpuS } from './proc_stats.js';
 import { log, round, sleep } from './stats.js';
 
-const STREAM_COUNTS = [2, 20, 100];
+const STREAM_COUNTS = [2, 20, 50];
 /** A path that loses more than this share of frames at N streams is not run at larger N. */
 const KEEPS_UP_LOSS = 0.05;
 const QUICK_STREAM_COUNTS = [2];

@@ -14,6 +14,14 @@ const MAX_QUEUE_SIZE_MS = 60_000;
 // Stream queues (queue_size_frames, a data track's buffer_size) are allocated up front too: 2^31
 // frames asked for 80 GiB and aborted. 0 means unbounded, which the library grows as it needs.
 const MAX_QUEUE_FRAMES = 10_000;
+// A sox resampler sizes its output for each push from the rates and channels
+// (ceil(in × out/in) + delay, × channels, as usize): a huge ratio or channel count overflowed it into
+// "memory allocation of 368934881474191032 bytes failed", an abort (fuzz seed 256279016). Real audio
+// is 8–384 kHz; a ratio of 16 takes 8 kHz to 128 kHz and bounds a push's output at 16× its input.
+const SOX_MIN_RATE = 1000;
+const SOX_MAX_RATE = 768_000;
+const SOX_MAX_RATIO = 16;
+const SOX_MAX_CHANNELS = 32;
 
 function queueFramesProblem(m: SchemaMessage | undefined, field: string, name: string): string | undefined {
   if (m === undefined || m[field] === undefined) return undefined;
@@ -78,6 +86,11 @@ const RULES: Record<string, (m: SchemaMessage) => string | undefined> = {
     const output = num(m, 'outputRate');
     if (!(input > 0 && Number.isFinite(input)) || !(output > 0 && Number.isFinite(output))) return `input_rate ${input} and output_rate ${output} must be positive`;
     if (!(num(m, 'numChannels') >= 1)) return `num_channels ${num(m, 'numChannels')} is below 1`;
+    if (num(m, 'numChannels') > SOX_MAX_CHANNELS) return `num_channels ${num(m, 'numChannels')} is over ${SOX_MAX_CHANNELS}`;
+    for (const [name, rate] of [['input_rate', input], ['output_rate', output]] as const) {
+      if (rate < SOX_MIN_RATE || rate > SOX_MAX_RATE) return `${name} ${rate} is outside ${SOX_MIN_RATE}..${SOX_MAX_RATE} Hz`;
+    }
+    if (output / input > SOX_MAX_RATIO) return `output_rate / input_rate = ${output / input} is over ${SOX_MAX_RATIO}`;
     return undefined;
   },
   // Seen to abort (std::length_error in vector::reserve) with sample_rate 1,847,138,908 (fuzz seed 250878423).

@@ -72,6 +72,11 @@ test('sox resampler without channels or with a zero rate; remix to no channels o
   });
   await refused(sox(0, 48000), /num_channels 0/);
   await refused(sox(1, 0), /must be positive/);
+  // Found by test/reliability/fuzz.test.ts (long mode): the output size of a push overflowed.
+  await refused({ ...sox(1, 48000), value: new NewSoxResamplerRequest({ ...sox(1, 48000).value, outputRate: 1e12 }) }, /output_rate 1000000000000 is outside/);
+  await refused({ ...sox(1, 8000), value: new NewSoxResamplerRequest({ ...sox(1, 8000).value, outputRate: 384000 }) }, /is over 16/);
+  await refused(sox(100_000, 48000), /num_channels 100000 is over 32/);
+  await refused(sox(1, 10), /input_rate 10 is outside/);
   const remix = (sampleRate: number, numChannels: number) => ({
     case: 'remixAndResample' as const,
     value: new RemixAndResampleRequest({ resamplerHandle: resampler, buffer: new AudioFrameBufferInfo({ dataPtr: 0x1000n, numChannels: 1, sampleRate: 48000, samplesPerChannel: 480 }), sampleRate, numChannels }),
