@@ -4,7 +4,7 @@
 // Video layouts, which can also make it read out of bounds, are checked in video_layout.ts.
 import { refuse, type Refusal } from './errors.js';
 import type { SchemaMessage } from './livekit_schema.js';
-import { videoRequestProblem } from './video_layout.js';
+import { MIN_CAPTURE_DIMENSION, videoRequestProblem } from './video_layout.js';
 
 // WebRTC's audio buffers hold at most 7680 samples per 10 ms chunk (e.g. 384 kHz stereo).
 const MAX_SAMPLES_PER_10MS = 7680;
@@ -18,6 +18,8 @@ const MAX_QUEUE_FRAMES = 10_000;
 // (ceil(in × out/in) + delay, × channels, as usize): a huge ratio or channel count overflowed it into
 // "memory allocation of 368934881474191032 bytes failed", an abort (fuzz seed 256279016). Real audio
 // is 8–384 kHz; a ratio of 16 takes 8 kHz to 128 kHz and bounds a push's output at 16× its input.
+// A video source's resolution is the aspect ratio WebRTC crops captured frames to (video_layout.ts).
+const MAX_SOURCE_ASPECT = 16;
 const SOX_MIN_RATE = 1000;
 const SOX_MAX_RATE = 768_000;
 const SOX_MAX_RATIO = 16;
@@ -106,6 +108,15 @@ const RULES: Record<string, (m: SchemaMessage) => string | undefined> = {
   },
   newAudioStream: streamRules,
   audioStreamFromParticipant: streamRules,
+  newVideoSource: (m) => {
+    const resolution = m.resolution as SchemaMessage | undefined;
+    if (resolution === undefined) return undefined;
+    const width = num(resolution, 'width');
+    const height = num(resolution, 'height');
+    if (width < MIN_CAPTURE_DIMENSION || height < MIN_CAPTURE_DIMENSION) return `resolution ${width}×${height} is below ${MIN_CAPTURE_DIMENSION}×${MIN_CAPTURE_DIMENSION}`;
+    if (Math.max(width, height) / Math.min(width, height) > MAX_SOURCE_ASPECT) return `resolution ${width}×${height} has an aspect ratio over ${MAX_SOURCE_ASPECT}:1`;
+    return undefined;
+  },
   newVideoStream: (m) => queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames'),
   videoStreamFromParticipant: (m) => queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames'),
   subscribeDataTrack: (m) => queueFramesProblem(m.options as SchemaMessage | undefined, 'bufferSize', 'options.buffer_size'),

@@ -81,6 +81,8 @@ function useOf(request: SchemaMessage | undefined): Use {
  * Messages name the field (from the request when it is given, e.g. buffer.components[1].size) and
  * the value expected.
  */
+export const MIN_CAPTURE_DIMENSION = 16;
+
 export function videoBufferProblem(info: SchemaMessage, request?: SchemaMessage, maxBytes?: number): string | undefined {
   const use = useOf(request);
   const f = request === undefined ? '' : 'buffer.'; // field paths from the request when it is known
@@ -94,6 +96,13 @@ export function videoBufferProblem(info: SchemaMessage, request?: SchemaMessage,
   }
   for (const [field, value] of [['width', width], ['height', height]] as const) {
     if (!(value >= 1 && value <= MAX_VIDEO_DIMENSION)) return `${f}${field} = ${value}; it must be 1 to ${MAX_VIDEO_DIMENSION}`;
+  }
+  // WebRTC crops a captured frame to its source's aspect ratio and scales it: a frame a few pixels
+  // across came out 0 wide and aborted ("Check failed: width > 0", video_frame_buffer.cc; fuzz seed
+  // 256467137). With frames and sources (request_values.ts) at least this size, and a source's
+  // aspect ratio bounded, no side reaches 0.
+  if (use === 'capture' && (width < MIN_CAPTURE_DIMENSION || height < MIN_CAPTURE_DIMENSION)) {
+    return `${f}width × height = ${width}×${height}: captured frames must be at least ${MIN_CAPTURE_DIMENSION}×${MIN_CAPTURE_DIMENSION}`;
   }
   if (maxBytes !== undefined && width * height * 4 + MESSAGE_OVERHEAD > maxBytes) {
     // The largest buffer the library makes of a frame is RGBA (VideoConvert to a packed type, or a

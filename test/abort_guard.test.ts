@@ -20,7 +20,7 @@ import {
 } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { CreateAudioTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
-import { VideoBufferType, VideoConvertRequest } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
+import { CaptureVideoFrameRequest, NewVideoSourceRequest, VideoBufferType, VideoConvertRequest, VideoSourceResolution, VideoSourceType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
 import { videoFrameBuffer } from '../client/video.js';
 import { BrokerClient } from '../client/broker_client.js';
 import { audioBuffer } from '../client/media.js';
@@ -118,6 +118,22 @@ test('video strides over 2^31 − 1, which the library unwraps into i32 (found b
   const frame = videoFrameBuffer(VideoBufferType.I420, 32, 16, new Uint8Array(32 * 16 + 2 * 16 * 8));
   frame.info.stride = 0x80000000;
   const err = await expectRefusal(client.request(ffi({ case: 'videoConvert', value: new VideoConvertRequest({ buffer: frame.info, dstType: VideoBufferType.RGBA, flipY: false }) }), frame.buffers), Error_Code.INVALID_REQUEST, /buffer\.stride = 2147483648 is over 2\^31 − 1/);
+  assert.match(err.message, /not sent to the library/);
+});
+
+test('captured frames and video sources small or thin enough to be scaled to 0 pixels (found by test/reliability/fuzz.test.ts)', async () => {
+  const source = (width: number, height: number) => ({ case: 'newVideoSource' as const, value: new NewVideoSourceRequest({ type: VideoSourceType.VIDEO_SOURCE_NATIVE, resolution: new VideoSourceResolution({ width, height }) }) });
+  await refused(source(8, 8), /resolution 8×8 is below 16×16/);
+  await refused(source(1600, 16), /aspect ratio over 16:1/);
+  const made = await client.request(ffi(source(32, 16)));
+  assert.equal(made.response.message.case, 'newVideoSource');
+  const sourceHandle = made.response.message.value.source!.handle!.id!;
+  const thin = videoFrameBuffer(VideoBufferType.I420, 32, 3, new Uint8Array(32 * 3 + 2 * 16 * 2));
+  const err = await expectRefusal(
+    client.request(ffi({ case: 'captureVideoFrame', value: new CaptureVideoFrameRequest({ sourceHandle, buffer: thin.info, timestampUs: 0n, rotation: 0 }) }), thin.buffers),
+    Error_Code.INVALID_REQUEST,
+    /32×3: captured frames must be at least 16×16/,
+  );
   assert.match(err.message, /not sent to the library/);
 });
 

@@ -20,7 +20,7 @@ import {
 import { BrokerClient, type BrokerEvent } from '../client/broker_client.js';
 import { BrokerError } from '../client/broker_error.js';
 import { videoFrameBuffer, videoPlaneLayout, videoPlanes, type VideoFrameBuffer, type VideoPlane } from '../client/video.js';
-import { videoBufferProblem, videoFrameBytes, videoRequestProblem } from '../broker/video_layout.js';
+import { MIN_CAPTURE_DIMENSION, videoBufferProblem, videoFrameBytes, videoRequestProblem } from '../broker/video_layout.js';
 import type { SchemaMessage } from '../broker/livekit_schema.js';
 import { startBroker, waitFor, type BrokerProcess } from './helpers/processes.js';
 
@@ -490,7 +490,8 @@ describe('video layout rules (broker/video_layout.ts) and the client helpers', (
         for (const c of frame.info.components) assert.ok(c.dataPtr! >= ptr && c.dataPtr! - ptr + BigInt(c.size!) <= BigInt(bytes.byteLength));
         const name = VideoBufferType[type];
         const captureProblem = videoRequestProblem(captureOf(frame.info));
-        if (['NV12', 'I010', 'I444'].includes(name)) assert.match(captureProblem ?? '', new RegExp(`type = ${name}`));
+        if (w < MIN_CAPTURE_DIMENSION || h < MIN_CAPTURE_DIMENSION) assert.match(captureProblem ?? '', /captured frames must be at least 16×16/);
+        else if (['NV12', 'I010', 'I444'].includes(name)) assert.match(captureProblem ?? '', new RegExp(`type = ${name}`));
         else assert.equal(captureProblem, undefined, `${name} ${w}×${h} capture`);
         const convertProblem = videoRequestProblem(convertOf(frame.info, VideoBufferType.I420));
         if (name === 'ABGR') assert.match(convertProblem ?? '', /ABGR/);
@@ -516,7 +517,7 @@ describe('video layout rules (broker/video_layout.ts) and the client helpers', (
     assert.equal(videoRequestProblem(convertOf(nv12.info, VideoBufferType.RGBA)), undefined);
     assert.match(videoRequestProblem(convertOf(nv12.info, VideoBufferType.NV12))!, /NV12 with dst_type = NV12/);
     assert.match(videoRequestProblem(convertOf(nv12.info, 99 as VideoBufferType))!, /dst_type = 99 is not a VideoBufferType/);
-    const abgr = videoFrameBuffer(VideoBufferType.ABGR, 4, 4, new Uint8Array(64));
+    const abgr = videoFrameBuffer(VideoBufferType.ABGR, 16, 16, new Uint8Array(16 * 16 * 4));
     assert.equal(videoRequestProblem(captureOf(abgr.info)), undefined, 'ABGR capture is fine (cvt_abgr_to_i420_buffer)');
     // The message limit bounds the RGBA size of a frame (4 bytes a pixel), less 4096 bytes around it.
     const limit = 64 * 1024 * 1024;
