@@ -204,8 +204,8 @@ describe('native callback queue under load (C stress library with the same ABI)'
     const clients = [await BrokerClient.connect(broker.address), await BrokerClient.connect(broker.address)];
     try {
       const notices = clients.map((c) => new Promise<string>((resolve) => c.on('notice', (n) => n.notice.case === 'ffiPanic' && resolve(n.notice.value.message))));
-      // The stress library panics on a request that asks for no threads, and answers nothing.
-      const failed = clients[0]!.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 0, sampleRate: 1, queueSizeMs: 0 }) } }));
+      // The stress library panics on a request with sample_rate 57005 (0xDEAD), and answers nothing.
+      const failed = clients[0]!.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 1, sampleRate: 57005, queueSizeMs: 0 }) } }));
       await assert.rejects(failed, (err) => err instanceof BrokerError && err.code === Error_Code.FFI_ERROR);
       for (const message of await Promise.all(notices)) assert.match(message, /simulated panic/);
       await waitFor(() => broker.logs.some((r) => r.level === 60 && String(r.panic).includes('simulated panic')), 2000, 'a fatal log record of the panic');

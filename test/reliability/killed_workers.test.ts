@@ -94,7 +94,7 @@ test(`killed workers: ${CYCLES} cycles of SIGKILL at random moments (${MODE} mod
     cycles: CYCLES,
     workersKilled: killed,
     killedAfterSetUp: killedAfterReady,
-    pythonWorkers: withPython ? `1 every ${PYTHON_EVERY} cycles` : 'skipped (no build/pyvenv; npm run test:python builds it)',
+    pythonWorkers: withPython ? `1 every ${PYTHON_EVERY} cycles` : 'skipped (no build/pyvenv; scripts/python-venvs.sh makes it)',
     seconds: Math.round((Date.now() - started) / 1000),
     baseline,
     final,

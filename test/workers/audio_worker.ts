@@ -129,6 +129,10 @@ async function main(): Promise<void> {
   for (let i = 0; i < sessionCount; i++) sessions.push(await openSession(i));
   const states = sessions.flatMap((s) => s.states);
   const sessionOf = new Map(sessions.flatMap((session) => session.states.map((st) => [st, session] as const)));
+  // --start-on-signal: capture only once SIGUSR2 comes, so many workers started one after another
+  // begin together (the first would otherwise stream through the others' start-up). Listened for
+  // before "ready" is printed: the signal may follow it at once.
+  const startSignal = args.get('start-on-signal') === '1' ? new Promise((resolve) => process.once('SIGUSR2', resolve)) : undefined;
   out({
     ready: {
       pid: process.pid,
@@ -137,9 +141,7 @@ async function main(): Promise<void> {
       handles: states.flatMap((s) => [s.source, s.track, s.stream]),
     },
   });
-  // --start-on-signal: capture only once SIGUSR2 comes, so many workers started one after another
-  // begin together (the first would otherwise stream through the others' start-up).
-  if (args.get('start-on-signal') === '1') await new Promise((resolve) => process.once('SIGUSR2', resolve));
+  await startSignal;
 
   const capture = async (st: StreamState) => {
     const samples = new Int16Array(FRAME);
