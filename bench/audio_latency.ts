@@ -9,7 +9,7 @@ import { startBenchBroker } from './bench_broker.js';
 import { runAudio, type AudioRun } from './audio_workload.js';
 import { runInChild } from './child.js';
 import { brokerPath, inProcessPath, type FfiPath, type PathKind } from './ffi_path.js';
-import { procCpuS, procRssMiB } from './proc_stats.js';
+import { procCpuS, procRssMiB } from '../test/helpers/proc_stats.js';
 import { log, round, sleep } from './stats.js';
 
 /**
@@ -24,7 +24,7 @@ const QUICK_FANIN_STREAMS = [2, 20];
 const SESSION_COUNTS = [1, 10, 50, 100];
 const QUICK_SESSION_COUNTS = [1, 10];
 /** A path that loses more than this share of frames at N streams is not run at larger N. */
-const KEEPS_UP_LOSS = 0.05;
+export const KEEPS_UP_LOSS = 0.05;
 
 export interface AudioCaseSpec {
   path: PathKind;

@@ -8,13 +8,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { BrokerProcess } from '../test/helpers/processes.js';
+import { KEEPS_UP_LOSS } from './audio_latency.js';
 import { startBenchBroker } from './bench_broker.js';
-import { procCpuS } from './proc_stats.js';
+import { procCpuS } from '../test/helpers/proc_stats.js';
 import { log, round, sleep } from './stats.js';
 
 const STREAM_COUNTS = [2, 20, 50];
-/** A path that loses more than this share of frames at N streams is not run at larger N. */
-const KEEPS_UP_LOSS = 0.05;
 const QUICK_STREAM_COUNTS = [2];
 /** The SDK's default source queue (AudioSource's queue_size_ms default). */
 const QUEUE_MS = 1000;

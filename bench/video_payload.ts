@@ -19,7 +19,7 @@ import { startBenchBroker } from './bench_broker.js';
 import { videoFrameBuffer } from '../client/video.js';
 import { runInChild } from './child.js';
 import { brokerPath, inProcessPath, type FfiPath, type PathKind } from './ffi_path.js';
-import { procCpuS } from './proc_stats.js';
+import { procCpuS } from '../test/helpers/proc_stats.js';
 import { log, nowMs, round, sleep, summarize, type Summary } from './stats.js';
 
 const FPS = 30;

@@ -13,6 +13,21 @@ export interface BrokerState {
   unvalidatedPointers(): number;
 }
 
+/** A counter that mirrors a running total kept elsewhere, read when scraped. */
+function totalCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  let counted = 0;
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const total = read();
+      this.inc(total - counted);
+      counted = total;
+    },
+  });
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly eventsDelivered = new Counter({ name: 'lkb_events_delivered_total', help: 'Events handed to a session\'s transport, by event kind', labelNames: ['kind'], registers: [this.registry] });
@@ -46,28 +61,13 @@ export class Metrics {
       },
     });
     new Gauge({ name: 'lkb_owned_handles', help: 'Handles the broker holds for all sessions', registers: [this.registry], collect() { this.set(state.ownedHandles()); } });
-    let taken = 0n;
-    new Counter({
-      name: 'lkb_native_events_total',
-      help: 'Events taken from the native callback queue',
-      registers: [this.registry],
-      collect() {
-        const now = state.nativeEvents();
-        this.inc(Number(now - taken));
-        taken = now;
-      },
-    });
-    let stopped = 0;
-    new Counter({
-      name: 'lkb_unvalidated_pointers_total',
-      help: 'Requests stopped just before liblivekit_ffi because a pointer field in them was not inside memory the broker allocated for them (always 0 unless the broker has a bug)',
-      registers: [this.registry],
-      collect() {
-        const now = state.unvalidatedPointers();
-        this.inc(now - stopped);
-        stopped = now;
-      },
-    });
+    totalCounter(this.registry, 'lkb_native_events_total', 'Events taken from the native callback queue', () => Number(state.nativeEvents()));
+    totalCounter(
+      this.registry,
+      'lkb_unvalidated_pointers_total',
+      'Requests stopped just before liblivekit_ffi because a pointer field in them was not inside memory the broker allocated for them (always 0 unless the broker has a bug)',
+      state.unvalidatedPointers,
+    );
     new Gauge({ name: 'lkb_native_queue_depth', help: 'Events in the native queue, not yet drained', registers: [this.registry], collect() { this.set(state.nativeQueue().depth); } });
     new Gauge({
       name: 'lkb_native_callback_max_seconds',

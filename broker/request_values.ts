@@ -14,12 +14,12 @@ const MAX_QUEUE_SIZE_MS = 60_000;
 // Stream queues (queue_size_frames, a data track's buffer_size) are allocated up front too: 2^31
 // frames asked for 80 GiB and aborted. 0 means unbounded, which the library grows as it needs.
 const MAX_QUEUE_FRAMES = 10_000;
+// A video source's resolution is the aspect ratio WebRTC crops captured frames to (video_layout.ts).
+const MAX_SOURCE_ASPECT = 16;
 // A sox resampler sizes its output for each push from the rates and channels
 // (ceil(in × out/in) + delay, × channels, as usize): a huge ratio or channel count overflowed it into
 // "memory allocation of 368934881474191032 bytes failed", an abort (fuzz seed 256279016). Real audio
 // is 8–384 kHz; a ratio of 16 takes 8 kHz to 128 kHz and bounds a push's output at 16× its input.
-// A video source's resolution is the aspect ratio WebRTC crops captured frames to (video_layout.ts).
-const MAX_SOURCE_ASPECT = 16;
 const SOX_MIN_RATE = 1000;
 const SOX_MAX_RATE = 768_000;
 const SOX_MAX_RATIO = 16;
@@ -29,7 +29,8 @@ function queueFramesProblem(m: SchemaMessage | undefined, field: string, name: s
   if (m === undefined || m[field] === undefined) return undefined;
   return num(m, field) > MAX_QUEUE_FRAMES ? `${name} ${num(m, field)} is over ${MAX_QUEUE_FRAMES}` : undefined;
 }
-const streamRules = (m: SchemaMessage): string | undefined => optionalChunkProblem(m) ?? queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames');
+const streamQueueProblem = (m: SchemaMessage): string | undefined => queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames');
+const audioStreamProblem = (m: SchemaMessage): string | undefined => optionalChunkProblem(m) ?? streamQueueProblem(m);
 
 const num = (m: SchemaMessage, field: string): number => Number(m[field] ?? 0);
 
@@ -106,8 +107,8 @@ const RULES: Record<string, (m: SchemaMessage) => string | undefined> = {
     if (queue % 10 !== 0) return `queue_size_ms ${queue} is not a multiple of 10`;
     return undefined;
   },
-  newAudioStream: streamRules,
-  audioStreamFromParticipant: streamRules,
+  newAudioStream: audioStreamProblem,
+  audioStreamFromParticipant: audioStreamProblem,
   newVideoSource: (m) => {
     const resolution = m.resolution as SchemaMessage | undefined;
     if (resolution === undefined) return undefined;
@@ -117,8 +118,8 @@ const RULES: Record<string, (m: SchemaMessage) => string | undefined> = {
     if (Math.max(width, height) / Math.min(width, height) > MAX_SOURCE_ASPECT) return `resolution ${width}×${height} has an aspect ratio over ${MAX_SOURCE_ASPECT}:1`;
     return undefined;
   },
-  newVideoStream: (m) => queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames'),
-  videoStreamFromParticipant: (m) => queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames'),
+  newVideoStream: streamQueueProblem,
+  videoStreamFromParticipant: streamQueueProblem,
   subscribeDataTrack: (m) => queueFramesProblem(m.options as SchemaMessage | undefined, 'bufferSize', 'options.buffer_size'),
 };
 

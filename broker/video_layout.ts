@@ -32,6 +32,9 @@ export function videoTypeName(type: number): string {
 /** The largest width or height the broker passes to the library. */
 export const MAX_VIDEO_DIMENSION = 16384;
 
+/** The smallest frame a video source takes (see videoBufferProblem) and the smallest source. */
+export const MIN_CAPTURE_DIMENSION = 16;
+
 const U32_MAX = 0xffff_ffff;
 const I32_MAX = 0x7fff_ffff;
 /** Room left in a message for what surrounds a frame's bytes. */
@@ -81,8 +84,6 @@ function useOf(request: SchemaMessage | undefined): Use {
  * Messages name the field (from the request when it is given, e.g. buffer.components[1].size) and
  * the value expected.
  */
-export const MIN_CAPTURE_DIMENSION = 16;
-
 export function videoBufferProblem(info: SchemaMessage, request?: SchemaMessage, maxBytes?: number): string | undefined {
   const use = useOf(request);
   const f = request === undefined ? '' : 'buffer.'; // field paths from the request when it is known

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { startBroker, type BrokerProcess } from '../helpers/processes.js';
+import { procRssMiB } from '../helpers/proc_stats.js';
 
 export const MODE: 'quick' | 'long' = process.env.RELIABILITY_MODE === 'long' ? 'long' : 'quick';
 export const byMode = <T>(quick: T, long: T): T => (MODE === 'long' ? long : quick);
@@ -56,9 +57,9 @@ export function quantileBetween(before: Map<number, number>, after: Map<number, 
   return Number.POSITIVE_INFINITY;
 }
 
-export function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m === null ? 0 : Number(m[1]) * 1024;
+/** The process's RSS in MiB, to 0.1 MiB (0 if unreadable). */
+export function rssMiB(pid: number): number {
+  return Math.round((procRssMiB(pid) ?? 0) * 10) / 10;
 }
 
 export function openFds(pid: number): number {
@@ -79,7 +80,7 @@ export async function snapshot(broker: ProbedBroker): Promise<Snapshot> {
   const pid = broker.proc.pid!;
   const [info, metrics] = await Promise.all([broker.info(), scrape(broker.metricsUrl)]);
   return {
-    rssMiB: Math.round((rssBytes(pid) / 1048576) * 10) / 10,
+    rssMiB: rssMiB(pid),
     fds: openFds(pid),
     ownedHandles: Number(info.ownedHandles),
     sessions: info.sessions.length,

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import path from 'node:path';
 import { spawnWorker, WORKERS, type WorkerProcess } from '../helpers/processes.js';
-import { MODE, byMode, histogram, quantileBetween, report, rssBytes, startProbedBroker, type ProbedBroker } from './probe.js';
+import { MODE, byMode, histogram, quantileBetween, report, rssMiB, startProbedBroker, type ProbedBroker } from './probe.js';
 
 const SESSIONS = Number(process.env.RELIABILITY_SOAK_SESSIONS ?? 50);
 const SECONDS = Number(process.env.RELIABILITY_SOAK_SECONDS ?? byMode(120, 600));
@@ -68,7 +68,7 @@ test(`soak: ${SESSIONS} sessions with audio streams for ${SECONDS} s (${MODE} mo
     await Promise.all(workers.map((w) => w.next('ready', 60_000)));
     for (const w of workers) w.proc.kill('SIGUSR2');
     const pid = broker.proc.pid!;
-    const rssStart = rssBytes(pid);
+    const rssStart = rssMiB(pid);
     const intervals: { at: number; p99ms: number; rssMiB: number }[] = [];
     let lastHist = await histogram(broker.metricsUrl, 'lkb_event_latency_seconds');
     const started = Date.now();
@@ -79,7 +79,7 @@ test(`soak: ${SESSIONS} sessions with audio streams for ${SECONDS} s (${MODE} mo
       await Promise.race([reports, new Promise((r) => setTimeout(r, INTERVAL_S * 1000))]);
       if (done) break;
       const hist = await histogram(broker.metricsUrl, 'lkb_event_latency_seconds');
-      intervals.push({ at: Math.round((Date.now() - started) / 1000), p99ms: quantileBetween(lastHist, hist, 0.99) * 1000, rssMiB: Math.round(rssBytes(pid) / 104857.6) / 10 });
+      intervals.push({ at: Math.round((Date.now() - started) / 1000), p99ms: quantileBetween(lastHist, hist, 0.99) * 1000, rssMiB: rssMiB(pid) });
       lastHist = hist;
     }
     const all = await reports;
@@ -97,7 +97,7 @@ test(`soak: ${SESSIONS} sessions with audio streams for ${SECONDS} s (${MODE} mo
       framesLost: lost,
       eventsDroppedReported: dropped,
       silentSamplesInserted: streams.reduce((a, s) => a + s.silent, 0),
-      rssMiB: { start: Math.round(rssStart / 104857.6) / 10, end: Math.round(rssBytes(pid) / 104857.6) / 10 },
+      rssMiB: { start: rssStart, end: rssMiB(pid) },
       intervals,
     });
     assert.deepEqual(
@@ -113,7 +113,7 @@ test(`soak: ${SESSIONS} sessions with audio streams for ${SECONDS} s (${MODE} mo
     // Buffers (each session's 2 MiB kept for a resume) fill in the first ~30 s, then RSS is flat:
     // growth after that, and in the second half, is a leak. Runs too short to tell only report it.
     const settled = intervals.find((i) => i.at >= Math.max(SECONDS / 2, RSS_FILL_S));
-    const rssEnd = rssBytes(pid) / 1048576;
+    const rssEnd = rssMiB(pid);
     if (settled !== undefined) {
       assert.ok(rssEnd - settled.rssMiB < RSS_SECOND_HALF_MIB, `RSS ${settled.rssMiB} MiB at ${settled.at} s, ${rssEnd.toFixed(1)} MiB at the end`);
     }

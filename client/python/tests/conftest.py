@@ -122,6 +122,43 @@ def run_scenario(script: str, *args: str, address: Optional[str], timeout: float
     return result
 
 
+class SteppedScenario:
+    """A scenario driven step by step: it prints a marker line (READY, ...) and waits for "go" on
+    stdin, so the test can stop, kill or start brokers at exactly that point."""
+
+    def __init__(self, script: str, mode: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SCENARIOS / script), mode],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait_for(self, marker: str) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip() == marker:
+                return
+        raise AssertionError(f"the scenario ended before {marker}: {self.proc.stderr.read() if self.proc.stderr else ''}")
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        """Waits for the scenario to end; it must exit 0 with a JSON last line."""
+        stdout, stderr = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, stderr
+        return json.loads(stdout.strip().splitlines()[-1])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
 @pytest.fixture
 def tmp_dir():
     # Short: a unix socket path must fit in 108 bytes.

@@ -3,54 +3,32 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 
-from conftest import SCENARIOS, run_scenario, scenario_env, start_broker
-
-
-def read_until(proc: subprocess.Popen, marker: str) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.strip() == marker:
-            return
-    raise AssertionError(f"the scenario ended before {marker}: {proc.stderr.read() if proc.stderr else ''}")
+from conftest import SteppedScenario, run_scenario, scenario_env, start_broker
 
 
 @pytest.mark.parametrize("resume_window_ms", ["0", "1500"])
 def test_lost_broker_wakes_pending_requests_and_ends_streams(broker, resume_window_ms):
     # With a resume window, the client first tries to resume (the broker is gone: it cannot), then
     # behaves as without one.
-    proc = subprocess.Popen(
-        [sys.executable, str(SCENARIOS / "errors.py"), "lost"],
-        env=scenario_env(
-            broker.address,
-            LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT="3",
-            LIVEKIT_FFI_BROKER_RESUME_WINDOW_MS=resume_window_ms,
-        ),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    scenario = SteppedScenario(
+        "errors.py",
+        "lost",
+        scenario_env(broker.address, LIVEKIT_FFI_BROKER_CONNECT_TIMEOUT="3", LIVEKIT_FFI_BROKER_RESUME_WINDOW_MS=resume_window_ms),
     )
     try:
-        read_until(proc, "READY")
+        scenario.wait_for("READY")
         broker.process.send_signal(signal.SIGSTOP)  # alive but silent: the next request waits
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        read_until(proc, "PENDING")
+        scenario.go()
+        scenario.wait_for("PENDING")
         broker.process.send_signal(signal.SIGKILL)
         broker.process.wait(10)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        stdout, stderr = proc.communicate(timeout=60)
+        scenario.go()
+        out = scenario.result(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stderr
-    out = json.loads(stdout.strip().splitlines()[-1])
+        scenario.kill()
     assert out["pending_while_stopped"], out
     assert out["pending_woken"] and out["woken_after_kill_s"] < 5, out
     assert out["pending_error"]["type"] == "BrokerUnavailable" and out["pending_error"]["code"] == 5, out
@@ -78,33 +56,21 @@ def test_broker_killed_and_restarted(tmp_dir):
     # socket refuses, so the client does not wait out its resume window), requests fail fast while
     # no broker runs, and once a new broker listens on the same (stale) socket a new session opens.
     broker = start_broker(tmp_dir)
-    proc = subprocess.Popen(
-        [sys.executable, str(SCENARIOS / "errors.py"), "restart"],
-        env=scenario_env(broker.address),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    scenario = SteppedScenario("errors.py", "restart", scenario_env(broker.address))
     new_broker = None
     try:
-        read_until(proc, "READY")
+        scenario.wait_for("READY")
         broker.process.send_signal(signal.SIGKILL)
         broker.process.wait(10)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        read_until(proc, "DOWN")
+        scenario.go()
+        scenario.wait_for("DOWN")
         new_broker = start_broker(tmp_dir)  # the killed broker's socket file is still there
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        stdout, stderr = proc.communicate(timeout=90)
+        scenario.go()
+        out = scenario.result(timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        scenario.kill()
         if new_broker is not None:
             new_broker.stop()
-    assert proc.returncode == 0, stderr
-    out = json.loads(stdout.strip().splitlines()[-1])
     assert out["received_before"], out
     # Raised by the client, or (a capture already sent) by the SDK from its callback's error.
     error = out["capture_error"]
@@ -119,31 +85,19 @@ def test_broker_killed_and_restarted(tmp_dir):
 def test_captures_are_pipelined(broker):
     # CaptureAudioFrame is answered by the client (its async id chosen there) and sent without
     # waiting: the SDK's capture loop does not block on a broker round trip per frame.
-    proc = subprocess.Popen(
-        [sys.executable, str(SCENARIOS / "errors.py"), "pipelined"],
-        # Were captures not pipelined, the stopped broker would hold them until this timeout.
-        env=scenario_env(broker.address, LIVEKIT_FFI_BROKER_REQUEST_TIMEOUT="5"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Were captures not pipelined, the stopped broker would hold them until this request timeout.
+    scenario = SteppedScenario("errors.py", "pipelined", scenario_env(broker.address, LIVEKIT_FFI_BROKER_REQUEST_TIMEOUT="5"))
     try:
-        read_until(proc, "READY")
+        scenario.wait_for("READY")
         broker.process.send_signal(signal.SIGSTOP)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        read_until(proc, "STOPPED")
+        scenario.go()
+        scenario.wait_for("STOPPED")
         broker.process.send_signal(signal.SIGCONT)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        stdout, stderr = proc.communicate(timeout=60)
+        scenario.go()
+        out = scenario.result(timeout=60)
     finally:
         broker.process.send_signal(signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stderr
-    out = json.loads(stdout.strip().splitlines()[-1])
+        scenario.kill()
     assert out["answered_while_stopped_s"] < 5, out  # a stopped broker answers nothing
     assert out["distinct_ids"], out
     # Once the broker runs again, the library's callbacks arrive for the client's ids, in order.

@@ -2,12 +2,9 @@
 new session when the broker no longer keeps it."""
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 
-from conftest import SCENARIOS, run_scenario, scenario_env, start_broker
+from conftest import SteppedScenario, run_scenario, scenario_env, start_broker
 
 FRAME_SAMPLES = 480  # media_worker.FRAME
 
@@ -56,39 +53,19 @@ def test_no_resume_grace_falls_back_to_a_new_session(tmp_dir):
 
 
 def test_pending_request_fails_and_requests_while_resuming_wait(broker):
-    proc = subprocess.Popen(
-        [sys.executable, str(SCENARIOS / "resume.py"), "pending"],
-        env=scenario_env(broker.address),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-    def read_until(marker: str) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip() == marker:
-                return
-        raise AssertionError(f"the scenario ended before {marker}: {proc.stderr.read() if proc.stderr else ''}")
-
+    scenario = SteppedScenario("resume.py", "pending", scenario_env(broker.address))
     try:
-        read_until("READY")
+        scenario.wait_for("READY")
         broker.process.send_signal(signal.SIGSTOP)  # the request made next stays pending
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        read_until("WAITING")
+        scenario.go()
+        scenario.wait_for("WAITING")
         broker.process.send_signal(signal.SIGCONT)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        stdout, stderr = proc.communicate(timeout=60)
+        scenario.go()
+        out = scenario.result(timeout=60)
     finally:
         if broker.process.poll() is None:
             broker.process.send_signal(signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stderr
-    out = json.loads(stdout.strip().splitlines()[-1])
+        scenario.kill()
     # Pending at the break: its outcome is unknown, it fails at once.
     assert out["pending_while_stopped"] and out["pending_woken"], out
     assert out["pending_at_break"]["type"] == "BrokerUnavailable" and out["pending_at_break"]["code"] == 5, out

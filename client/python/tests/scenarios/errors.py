@@ -40,6 +40,23 @@ def describe(err: BaseException | None) -> dict | None:
     return {"type": type(err).__name__, "code": getattr(err, "code", None), "message": str(err)}
 
 
+async def read_own_stream(name: str):
+    """An audio source, a track on it and an AudioStream of that track, read by a task into a list:
+    (source, track, stream, reader task, received events)."""
+    from livekit import rtc
+
+    source = rtc.AudioSource(48000, 1)
+    track = rtc.LocalAudioTrack.create_audio_track(name, source)
+    stream = rtc.AudioStream(track)
+    received: list = []
+
+    async def read():
+        async for event in stream:
+            received.append(event)
+
+    return source, track, stream, asyncio.create_task(read()), received
+
+
 def lost() -> dict:
     from livekit import rtc
 
@@ -50,16 +67,7 @@ def lost() -> dict:
     asyncio.set_event_loop(loop)
 
     async def setup():
-        source = rtc.AudioSource(48000, 1)
-        track = rtc.LocalAudioTrack.create_audio_track("lost", source)
-        stream = rtc.AudioStream(track)
-        frames = []
-
-        async def read():
-            async for event in stream:
-                frames.append(event)
-
-        reader = asyncio.create_task(read())
+        source, track, stream, reader, _ = await read_own_stream("lost")
         for i in range(5):
             await source.capture_frame(rtc.AudioFrame(media_worker.signal_frame(5, i).tobytes(), 48000, 1, 480))
         return source, track, stream, reader
@@ -225,19 +233,7 @@ def restart() -> dict:
     asyncio.set_event_loop(loop)
     connection = FfiClient.instance._connection
 
-    async def setup():
-        source = rtc.AudioSource(48000, 1)
-        track = rtc.LocalAudioTrack.create_audio_track("restart", source)
-        stream = rtc.AudioStream(track)
-        received = []
-
-        async def read():
-            async for event in stream:
-                received.append(event)
-
-        return source, track, stream, loop.create_task(read()), received
-
-    source, track, stream, reader, received = loop.run_until_complete(setup())
+    source, track, stream, reader, received = loop.run_until_complete(read_own_stream("restart"))
     out["session_before"] = connection._session.welcome.session_id
     frame = rtc.AudioFrame(media_worker.signal_frame(5, 0).tobytes(), 48000, 1, 480)
 

@@ -1,5 +1,5 @@
 // CPU time and memory of a whole process (every thread), read from /proc: the broker's, a Python
-// worker's or this process's own, measured the same way.
+// worker's or this process's own, measured the same way by the benchmarks and the reliability suites.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
