@@ -152,8 +152,10 @@ describe('broker core with the real liblivekit_ffi', () => {
   });
 });
 
+const CALLBACK_BOUND_NS = 20_000_000;
+
 describe('native callback queue under load (C stress library with the same ABI)', () => {
-  test('8 native threads while the JS loop is blocked for 200 ms: no callback waits 1 ms, every event arrives in order', async () => {
+  test('8 native threads while the JS loop is blocked for 200 ms: no callback waits for the loop, every event arrives in order', async () => {
     const reportPath = path.join(tempDir(), 'stress.json');
     // Each thread emits 2 events per ms (16,000/s in all): paced like media, because 8 threads
     // that only emit would oversubscribe 2 cores, and the scheduler's time slices would then be
@@ -192,7 +194,11 @@ describe('native callback queue under load (C stress library with the same ABI)'
       assert.equal(report.emitted, THREADS * PER_THREAD);
       assert.equal(received, THREADS * PER_THREAD);
       assert.equal(outOfOrder, 0, 'events out of order within a thread');
-      assert.ok(report.callback_ns.max < 1_000_000, `longest callback ${report.callback_ns.max} ns`);
+      // A callback that waited for JavaScript would take up to the whole 200 ms block. The bound is
+      // 10× below that, not at the callback's own cost (tens of µs paced, BENCHMARKS.md): on this
+      // 2-vCPU VM a library thread is sometimes descheduled mid-call for milliseconds (4.9 ms seen
+      // in a CI run with nothing else running), which says nothing about waiting for JS.
+      assert.ok(report.callback_ns.max < CALLBACK_BOUND_NS, `longest callback ${report.callback_ns.max} ns, over ${CALLBACK_BOUND_NS} ns`);
     } finally {
       await client.close();
       await broker.stop();
