@@ -70,7 +70,7 @@ describe('broker core with the real liblivekit_ffi', () => {
     await waitFor(async () => (await broker.info()).ownedHandles === 0n, 2000, 'all handles released after the workers closed');
   });
 
-  test("the library's log records become broker log records, with target and location, and reach no session", async () => {
+  test("the library's log records become broker log records, with target and location, and reach no session whose handles they do not name", async () => {
     const record = broker.logs.find((r) => r.component === 'livekit_ffi' && typeof r.target === 'string' && String(r.msg).includes('initializing ffi server'));
     assert.ok(record, 'a livekit_ffi log record in the broker log');
     assert.equal(record.level, 20, 'LOG_DEBUG maps to pino debug');
