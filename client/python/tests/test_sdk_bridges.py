@@ -111,6 +111,22 @@ def test_sdk_1_1_5_rooms_get_their_events_past_15_s(tmp_dir, library):
     assert "unknown SDK name" not in log, log[-4000:]
 
 
+def test_the_python_client_reports_the_installed_sdk(broker):
+    """The client names the SDK as the SDK names itself to livekit_ffi_initialize; a current
+    release gets no bridge."""
+    code = (
+        "import json, livekit_ffi_broker\n"
+        "from livekit import rtc\n"
+        "source = rtc.AudioSource(48000, 1)\n"
+        "mine = [s for s in livekit_ffi_broker.broker_info().sessions if s.pid == __import__('os').getpid()]\n"
+        "print(json.dumps([rtc.__version__, [(s.sdk, s.sdk_version, list(s.bridges)) for s in mine]]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=scenario_env(broker.address), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    version, sessions = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sessions == [["python", version, []]], (version, sessions)
+
+
 class RawSession:
     """A broker Session spoken directly (no SDK): every ServerMessage it gets is kept."""
 
