@@ -47,7 +47,7 @@ export class RequestExecutor<O extends Owner> {
       const chosen = selected(message);
       if (chosen === undefined) throw refuse.noMessage();
       typeName = chosen.typeName;
-      const policyVerdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value);
+      const policyVerdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value, request.packageFiles);
       if (policyVerdict !== null) throw policyVerdict;
       // Ownership before values: a handle of another session is PERMISSION_DENIED whatever else
       // the request says, so a session learns nothing about other sessions' handles from it.
