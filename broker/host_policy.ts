@@ -10,7 +10,8 @@ import type { PackageFile } from '../proto/gen/ffi_broker_pb.js';
 import { Refusal, refuse } from './errors.js';
 import type { SchemaMessage } from './livekit_schema.js';
 import { packageFileFields, type PackageFileField } from './package_file_fields.js';
-import { inside, PluginPackages } from './plugin_packages.js';
+import { PluginPackages } from './plugin_packages.js';
+import { inside, resolveReal } from './real_paths.js';
 
 export interface HostPolicyOptions {
   /** --allow-audio-plugins DIR: the plugin packages, DIR/<distribution>/<version>/ (plugin_packages.ts). */
@@ -22,21 +23,6 @@ export interface HostPolicyOptions {
 }
 
 const PLATFORM_AUDIO_KINDS = new Set(['newPlatformAudio', 'getAudioDevices', 'setRecordingDevice', 'setPlayoutDevice', 'startRecording', 'stopRecording']);
-
-/** The real path of `p`: symlinks and `..` resolved, also for a path whose tail does not exist yet. */
-function resolveReal(p: string): string {
-  const missing: string[] = [];
-  let existing = path.resolve(p);
-  for (;;) {
-    try {
-      return path.join(fs.realpathSync(existing), ...missing.reverse());
-    } catch {
-      if (path.dirname(existing) === existing) return path.join(existing, ...missing.reverse());
-      missing.push(path.basename(existing));
-      existing = path.dirname(existing);
-    }
-  }
-}
 
 /** In a JSON document of a package file field, the strings taken as paths: every one with a path separator, and any under a key that says so. */
 const PATH_KEY = /(path|file|dir)$/i;

@@ -4,6 +4,7 @@
 // path inside it; the broker opens its own copy, never the worker's path, and only inside DIR.
 import fs from 'node:fs';
 import path from 'node:path';
+import { inside, resolveReal } from './real_paths.js';
 
 /** PEP 503: names compare lower-case, with runs of -, _ and . as one -. */
 export const normalizeDistribution = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
@@ -51,23 +52,14 @@ export class PluginPackages {
     const root = this.roots.get(packageId(distribution, version));
     if (root === undefined) return { reason: 'no-package', available: this.list() };
     if (path.isAbsolute(file) || file.includes('\\')) return { reason: 'outside', root };
-    let real: string;
-    try {
-      real = fs.realpathSync(path.join(root, file));
-    } catch {
-      // A missing file whose path already leaves the copy is "outside", whatever else.
-      return inside(root, path.resolve(root, file)) ? { reason: 'missing', root } : { reason: 'outside', root };
-    }
+    // Not path.join: it would apply `..` before the symlinks it follows.
+    const real = resolveReal(`${root}/${file}`);
     if (!inside(root, real) || !inside(this.dir, real)) return { reason: 'outside', root };
-    if (!fs.statSync(real).isFile()) return { reason: 'missing', root };
+    if (!fs.statSync(real, { throwIfNoEntry: false })?.isFile()) return { reason: 'missing', root };
     return { path: real };
   }
 }
 
 function visible(dir: string): string[] {
   return fs.readdirSync(dir).filter((entry) => !entry.startsWith('.'));
-}
-
-export function inside(dir: string, p: string): boolean {
-  return p === dir || p.startsWith(dir + path.sep);
 }
