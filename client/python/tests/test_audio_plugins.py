@@ -14,10 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, SCENARIOS, run_scenario, scenario_env, start_broker
-from test_e2e_livekit import unavailable  # also puts tests/e2e on sys.path
+from conftest import HERE, REPO, SCENARIOS, livekit_server_binary, run_scenario, scenario_env, start_broker
 
-from harness import LiveKitServer, netns_usable, server_binary  # noqa: E402
+sys.path.insert(0, str(HERE / "e2e"))
+
+from harness import LiveKitServer  # noqa: E402
 
 PLUGINS = REPO / "build" / "audio-plugins"
 PACKAGE, VERSION = "livekit-plugins-noise-cancellation", "0.3.2"
@@ -79,12 +80,7 @@ def test_a_broker_without_the_release_refuses_the_import_naming_it(tmp_dir):
 
 
 def test_filtered_streams_of_a_remote_track_on_a_real_server(tmp_dir):
-    ok, why = netns_usable()
-    if not ok:
-        unavailable(f"cannot create a network namespace for livekit-server: {why}")
-    binary, why = server_binary(build=True)
-    if binary is None:
-        unavailable(f"no livekit-server binary: {why}")
+    binary = livekit_server_binary()
     broker = plugin_broker(tmp_dir)
     try:
         with LiveKitServer(binary, tmp_dir) as server:
