@@ -53,6 +53,11 @@ export class HostPolicy {
     return this.plugins?.list();
   }
 
+  /** The broker's copy of the plugin release that holds `copy` (a path this policy mapped a request's onto). */
+  pluginReleaseOf(copy: string): string | undefined {
+    return this.plugins?.releaseOf(copy);
+  }
+
   /**
    * null when the request may go on, its package file paths replaced by the broker's copies
    * (`packageFiles` describes them); else the refusal.

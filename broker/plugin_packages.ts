@@ -47,6 +47,11 @@ export class PluginPackages {
     return [...this.roots.keys()].sort();
   }
 
+  /** The copy (its real path) of the release that holds `real`, a path resolve() returned. */
+  releaseOf(real: string): string | undefined {
+    return [...this.roots.values()].find((root) => inside(root, real));
+  }
+
   /** The broker's copy of `file` (relative, '/'-separated) of that release, symlinks and `..` resolved. */
   resolve(distribution: string, version: string, file: string): { path: string } | Unresolved {
     const root = this.roots.get(packageId(distribution, version));

@@ -84,21 +84,25 @@ def test_filtered_streams_of_a_remote_track_on_a_real_server(tmp_dir):
     broker = plugin_broker(tmp_dir)
     try:
         with LiveKitServer(binary, tmp_dir) as server:
-            result = run_scenario("audio_plugins.py", "--url", server.url, "--seconds", str(SECONDS), address=broker.address)
-        # Audio flows through both filtered streams: 10 ms frames, the publisher's 440 Hz.
-        for stream in ("from_track", "from_participant"):
-            assert result[stream]["frames"] >= SECONDS * 100 * 0.9, result
-            assert abs(result[stream]["peak_hz"] - 440) <= 2 and result[stream]["rms"] > 1000, result
-        # The library found the plugin the import registered and gave it each stream: the plugin
-        # (the broker's copy) asked the server to authorize the connection, which a local server
-        # does not, so the library ran each stream unfiltered.
+            # The import and the streams in one process, then in a child forked after the import.
+            runs = [run_scenario("audio_plugins.py", "--url", server.url, "--seconds", str(SECONDS), *fork, address=broker.address)
+                    for fork in ([], ["--fork"])]
+        for result in runs:
+            # Audio flows through both filtered streams: 10 ms frames, the publisher's 440 Hz.
+            for stream in ("from_track", "from_participant"):
+                assert result[stream]["frames"] >= SECONDS * 100 * 0.9, result
+                assert abs(result[stream]["peak_hz"] - 440) <= 2 and result[stream]["rms"] > 1000, result
+        # The library found the plugin the import registered and gave it each of the 4 streams
+        # (the forked child's too, whose own session never loaded it): the plugin (the broker's
+        # copy) asked the server to authorize the connection, which a local server does not, so
+        # the library ran each stream unfiltered.
         log = "\n".join(broker.lines)
-        assert log.count("failed to initialize the audio filter") == 2, broker.log()
+        assert log.count("failed to initialize the audio filter") == 4, broker.log()
         assert "noise cancellation is not authorized for this connection" in log, broker.log()
-        # The model path the worker named was replaced by the broker's copy for both requests.
-        model = Path(result["model_path"])
-        streams = {m["request"]: m["mapped"] for m in mapped_files(broker) if m["request"] != "LoadAudioFilterPluginRequest"}
-        assert streams == {kind: {str(model): str((COPY / model.name).resolve())} for kind in ("NewAudioStreamRequest", "AudioStreamFromParticipantRequest")}, streams
+        # The model path the worker named was replaced by the broker's copy in every request.
+        model = Path(runs[0]["model_path"])
+        streams = [(m["request"], m["mapped"]) for m in mapped_files(broker) if m["request"] != "LoadAudioFilterPluginRequest"]
+        assert sorted(streams) == sorted((kind, {str(model): str((COPY / model.name).resolve())}) for kind in ("NewAudioStreamRequest", "AudioStreamFromParticipantRequest") for _ in runs), streams
         assert broker.info().owned_handles == 0
     finally:
         broker.stop()

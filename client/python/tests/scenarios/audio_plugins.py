@@ -4,8 +4,11 @@ livekit-server. One participant publishes a 440 Hz sine; another reads it throug
 streams (AudioStream.from_track and .from_participant, the two requests that carry filter
 options) for a few seconds.
 
-    python audio_plugins.py --url ws://ADDR:7880 [--seconds 3]
+    python audio_plugins.py --url ws://ADDR:7880 [--seconds 3] [--fork]
     python audio_plugins.py --import-only
+
+--fork runs the room in a child forked after the import: its broker session never loaded the
+plugin (the import ran in the parent), as in a worker that forks its jobs.
 
 Prints one JSON line: the frames of each stream, their peak frequency, and the paths the worker
 named (so the test can check that the broker used its own copies instead); with --import-only,
@@ -19,6 +22,8 @@ import base64
 import hashlib
 import hmac
 import json
+import multiprocessing
+import os
 import time
 
 import numpy as np
@@ -110,8 +115,20 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--import-only", action="store_true")
+    parser.add_argument("--fork", action="store_true")
     args = parser.parse_args()
-    print(json.dumps(named_paths() if args.import_only else asyncio.run(run(args.url, args.seconds))), flush=True)
+    if args.import_only:
+        result = named_paths()
+    elif args.fork:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            result = pool.apply(in_child, (args.url, args.seconds))
+    else:
+        result = asyncio.run(run(args.url, args.seconds))
+    print(json.dumps(result), flush=True)
+
+
+def in_child(url: str, seconds: float) -> dict:
+    return {**asyncio.run(run(url, seconds)), "pid": os.getpid()}
 
 
 if __name__ == "__main__":
