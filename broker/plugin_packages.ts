@@ -7,14 +7,14 @@ import path from 'node:path';
 import { inside, resolveReal } from './real_paths.js';
 
 /** PEP 503: names compare lower-case, with runs of -, _ and . as one -. */
-export const normalizeDistribution = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
+const normalizeDistribution = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
 
 const NORMALIZED_NAME = /^[a-z0-9]+(-[a-z0-9]+)*$/;
 
 /** Why a package file could not be mapped to the broker's copy. */
 export type Unresolved = { reason: 'no-package'; available: string[] } | { reason: 'outside' | 'missing'; root: string };
 
-export const packageId = (distribution: string, version: string): string => `${normalizeDistribution(distribution)}==${version}`;
+const packageId = (distribution: string, version: string): string => `${normalizeDistribution(distribution)}==${version}`;
 
 export class PluginPackages {
   /** The real path of DIR: what every resolved file must stay inside. */
