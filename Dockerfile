@@ -24,20 +24,33 @@ RUN npm install
 # Drop buf, protoc-gen-es, TypeScript and @types: the runtime needs none of them.
 RUN npm prune --omit=dev
 
+# The audio filter plugin packages workers may load (serve --allow-audio-plugins DIR): the broker's
+# own copy of each release, DIR/<distribution>/<version>/, as scripts/install-audio-plugins.sh lays
+# it out. A worker's plugin and model paths are mapped onto these, never opened. Choose them with
+#   docker build --build-arg AUDIO_PLUGINS="NAME==VERSION ..." .     ("" for none)
+# The default is the noise cancellation the agent templates import; give the release your workers
+# have installed (`pip show livekit-plugins-noise-cancellation`).
+FROM --platform=linux/amd64 python:3.11-slim-bookworm AS audio-plugins
+ARG AUDIO_PLUGINS="livekit-plugins-noise-cancellation==0.3.2"
+COPY scripts/install-audio-plugins.sh /usr/local/bin/
+RUN bash /usr/local/bin/install-audio-plugins.sh /audio-plugins $AUDIO_PLUGINS
+
 FROM --platform=linux/amd64 node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 # Only what the broker reads at runtime, owned by root (the node user cannot change it):
 # package.json (the package root and version), the production node_modules (with liblivekit_ffi and
 # koffi), the compiled broker, client and proto code, the callback queue shim, and the contract
-# (gRPC reflection) and pointer table read from proto/.
+# (gRPC reflection) and the pointer and package file tables read from proto/.
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/broker ./dist/broker
 COPY --from=build /app/dist/client ./dist/client
 COPY --from=build /app/dist/proto ./dist/proto
 COPY --from=build /app/build/native/liblkq_callback_queue.so ./build/native/
-COPY --from=build /app/proto/ffi_broker.proto /app/proto/pointer_fields.json ./proto/
+COPY --from=build /app/proto/ffi_broker.proto /app/proto/pointer_fields.json /app/proto/package_file_fields.json ./proto/
+# The plugin packages, owned by root like the rest: workers can load them, nobody can change them.
+COPY --from=audio-plugins /audio-plugins ./audio-plugins
 # The socket directory, owned by the node user (uid 1000, gid 1000). A new named volume mounted here
 # takes this owner; the socket in it gets mode 0660 (--socket-mode), so a worker connects when it
 # runs as uid 1000 or has gid 1000 among its groups.
@@ -46,7 +59,7 @@ VOLUME /run/livekit-ffi-broker
 USER node
 # The broker handles SIGTERM itself (ends sessions, disposes of the library, removes the socket).
 # Give the container's command (CMD) to add serve flags, e.g. --log-level debug or --socket-mode 666.
-ENTRYPOINT ["node", "/app/dist/broker/cli.js", "serve", "--listen", "unix:///run/livekit-ffi-broker/broker.sock"]
+ENTRYPOINT ["node", "/app/dist/broker/cli.js", "serve", "--listen", "unix:///run/livekit-ffi-broker/broker.sock", "--allow-audio-plugins", "/app/audio-plugins"]
 CMD []
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "/app/dist/broker/cli.js", "info", "--address", "unix:///run/livekit-ffi-broker/broker.sock"]

@@ -97,7 +97,10 @@ export class Broker {
     const location = locateLibrary(options.ffiLib);
     this.library = new FfiLibrary(location, this.shim, options.sdk);
     const output = new OutputMemory<Session>(this.library, this.shim, this.registry, log);
-    this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, new HostPolicy(options), options.maxMessageBytes);
+    const policy = new HostPolicy(options, log);
+    this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, policy, options.maxMessageBytes);
+    const plugins = policy.pluginPackages();
+    if (plugins !== undefined) log.info({ audioPluginDir: options.audioPluginDir, packages: plugins }, 'audio filter plugin packages workers may use');
     this.metrics = new Metrics({
       sessions: () => {
         const all = [...this.sessions.values()];

@@ -6,9 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_ADDRESS, parseAddress } from '../client/address.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
+import { PluginPackages } from './plugin_packages.js';
 import type { SessionLimits } from './session.js';
 
-type Kind = 'string' | 'list' | 'bool' | 'size' | 'int' | 'dir' | 'file' | 'files' | 'addresses' | 'tcp' | 'octal' | 'level' | 'group' | 'sdk' | 'release';
+type Kind = 'string' | 'list' | 'bool' | 'size' | 'int' | 'dir' | 'plugin-packages' | 'file' | 'files' | 'addresses' | 'tcp' | 'octal' | 'level' | 'group' | 'sdk' | 'release';
 
 interface Setting {
   flag: string;
@@ -48,7 +49,12 @@ export const SETTINGS: readonly Setting[] = [
   { flag: 'tls-key', kind: 'file', help: 'PEM private key for TCP listeners' },
   { flag: 'tls-client-ca', kind: 'file', help: 'PEM CA bundle: TCP clients must present a certificate it signed (mTLS)' },
   { flag: 'metrics-listen', kind: 'tcp', help: 'serve Prometheus metrics at http://HOST:PORT/metrics', defaultText: 'off' },
-  { flag: 'allow-audio-plugins', kind: 'dir', help: 'let workers load audio filter plugins from inside DIR', defaultText: 'refused' },
+  {
+    flag: 'allow-audio-plugins',
+    kind: 'plugin-packages',
+    help: 'let workers load audio filter plugins (and their models) from the packages in DIR, laid out DIR/<distribution>/<version>/ by scripts/install-audio-plugins.sh; the broker uses these copies, never a worker\'s path',
+    defaultText: 'refused',
+  },
   { flag: 'shared-dir', kind: 'dir', help: 'let workers have the library read and write files inside DIR', defaultText: 'refused' },
   { flag: 'allow-platform-audio', kind: 'bool', help: "let workers open the host's audio devices", defaultText: 'refused' },
 ];
@@ -151,6 +157,15 @@ function parse(setting: Setting, given: Given): unknown {
       const dir = text(value);
       if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) fail('an existing directory');
       return path.resolve(dir);
+    }
+    case 'plugin-packages': {
+      const dir = parse({ ...setting, kind: 'dir' }, given) as string;
+      try {
+        new PluginPackages(dir);
+      } catch (err) {
+        fail(`a directory of plugin packages: ${(err as Error).message}`);
+      }
+      return dir;
     }
     case 'file':
     case 'files': {

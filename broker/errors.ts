@@ -47,6 +47,25 @@ export const refuse = {
     new Refusal(Code.PERMISSION_DENIED, `handles ${handles.join(', ')} are not owned by this session; they were not dropped (the owned ones in the same call were)`),
   hostPolicy: (kind: string, reason: string, flag: string) =>
     new Refusal(Code.PERMISSION_DENIED, `${kind} ${reason}; the broker allows this only when started with ${flag}`),
+  packageNotInstalled: (kind: string, distribution: string, version: string, available: string[] | undefined) =>
+    new Refusal(
+      Code.PERMISSION_DENIED,
+      `${kind} needs ${distribution} ${version}, which this broker does not have (${available === undefined ? 'it runs without --allow-audio-plugins DIR' : `its --allow-audio-plugins DIR holds ${available.length > 0 ? available.join(', ') : 'no package'}`}); install that release for the broker: scripts/install-audio-plugins.sh DIR ${distribution}==${version} and start it with --allow-audio-plugins DIR, or build its image with --build-arg AUDIO_PLUGINS="${distribution}==${version}"`,
+    ),
+  undescribedPackageFile: (kind: string, field: string, named: string) =>
+    new Refusal(
+      Code.PERMISSION_DENIED,
+      `${kind}.${field} names ${named}, which Request.package_files does not describe; the broker opens only its own copies (--allow-audio-plugins DIR) of files named by distribution, version and path inside it, never a worker's path (the Python client describes files of installed distributions; a file of none, e.g. LK_NC_PLUGIN_PATH, cannot be served)`,
+    ),
+  packageFileOutside: (kind: string, distribution: string, version: string, file: string, root: string) =>
+    new Refusal(Code.PERMISSION_DENIED, `${kind}: file "${file}" of ${distribution} ${version} resolves outside the broker's copy ${root} (symlinks and .. resolved); name a file inside the package`),
+  packageFileMissing: (kind: string, distribution: string, version: string, file: string, root: string) =>
+    new Refusal(
+      Code.PERMISSION_DENIED,
+      `${kind}: the broker's copy of ${distribution} ${version} (${root}) has no file "${file}"; the worker's release differs from the broker's, or the copy is damaged: reinstall it with scripts/install-audio-plugins.sh`,
+    ),
+  notJson: (kind: string, field: string, detail: string) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}.${field} is not a JSON document (${detail}); the broker maps the paths in it to its own copies, so it must parse`),
   unsafeValues: (kind: string, problem: string) =>
     new Refusal(Code.INVALID_REQUEST, `${kind}: ${problem}; liblivekit_ffi would abort on it, so the request was not sent`),
   dispose: () =>

@@ -91,6 +91,13 @@ export function typeByName(typeName: string): SchemaType | undefined {
   return plans.get(typeName)?.type;
 }
 
+/** The TypeScript name of `type`'s field `protoName` (as a table names it); throws naming `table`. */
+export function localFieldName(type: SchemaType, protoName: string, table: string): string {
+  const field = type.fields.list().find((f) => f.name === protoName);
+  if (field === undefined) throw new Error(`${table}: ${type.typeName} has no field ${protoName}`);
+  return field.localName;
+}
+
 export function fieldValue(message: SchemaMessage, field: SchemaField): unknown {
   if (field.oneof !== undefined) {
     const slot = message[field.oneof.localName] as { case?: string; value?: unknown } | undefined;

@@ -4,7 +4,7 @@
 // library: requests that could carry one are refused (request_kinds.ts).
 import fs from 'node:fs';
 import path from 'node:path';
-import { typeByName, type SchemaMessage, type SchemaType } from './livekit_schema.js';
+import { localFieldName, typeByName, type SchemaMessage, type SchemaType } from './livekit_schema.js';
 import { packageRoot } from './paths.js';
 import { videoFrameBytes } from './video_layout.js';
 
@@ -35,11 +35,7 @@ export interface PointerField {
   output: 'copy-out' | undefined;
 }
 
-function localName(type: SchemaType, protoName: string): string {
-  const field = type.fields.list().find((f) => f.name === protoName);
-  if (field === undefined) throw new Error(`${POINTER_TABLE_PATH}: ${type.typeName} has no field ${protoName}`);
-  return field.localName;
-}
+const localName = (type: SchemaType, protoName: string): string => localFieldName(type, protoName, POINTER_TABLE_PATH);
 
 function compileSize(type: SchemaType, rule: SizeRule): (holder: SchemaMessage) => number {
   if ('video' in rule) return videoFrameBytes;

@@ -7,6 +7,7 @@ import { ResponseSchema, type Buffer as WireBuffer, type Request, type Response 
 import { FfiRequest, FfiResponse, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
 import { RequestMemory } from './request_memory.js';
 import { valueVerdict } from './request_values.js';
+import { FilterModules } from './filter_modules.js';
 import type { HostPolicy } from './host_policy.js';
 import { kindVerdict, requestCarriesPointers } from './request_kinds.js';
 import { Refusal, refuse } from './errors.js';
@@ -24,6 +25,7 @@ export interface ExecutedRequest {
 export class RequestExecutor<O extends Owner> {
   /** Requests stopped just before the library because a pointer in them was not the broker's (lkb_unvalidated_pointers_total); must stay 0. */
   unvalidatedPointers = 0;
+  private readonly filterModules: FilterModules<O>;
 
   constructor(
     private readonly library: FfiLibrary,
@@ -32,7 +34,9 @@ export class RequestExecutor<O extends Owner> {
     private readonly output: OutputMemory<O>,
     private readonly policy: HostPolicy,
     private readonly maxBufferBytes: number,
-  ) {}
+  ) {
+    this.filterModules = new FilterModules((copy) => policy.pluginReleaseOf(copy));
+  }
 
   execute(owner: O, request: Request): ExecutedRequest {
     let typeName = 'unknown';
@@ -47,8 +51,9 @@ export class RequestExecutor<O extends Owner> {
       const chosen = selected(message);
       if (chosen === undefined) throw refuse.noMessage();
       typeName = chosen.typeName;
-      const policyVerdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value);
+      const policyVerdict = kindVerdict(chosen.kind, typeName) ?? this.policy.check(chosen.kind, typeName, chosen.value, request.packageFiles);
       if (policyVerdict !== null) throw policyVerdict;
+      this.filterModules.apply(owner, typeName, chosen.value);
       // Ownership before values: a handle of another session is PERMISSION_DENIED whatever else
       // the request says, so a session learns nothing about other sessions' handles from it.
       walk(chosen.value, {

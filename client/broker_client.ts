@@ -12,6 +12,7 @@ import {
   Error_Code,
   HelloSchema,
   InfoRequestSchema,
+  PackageFileSchema,
   RequestSchema,
   type Buffer as ContractBuffer,
   type ClientMessage,
@@ -100,6 +101,16 @@ export interface BrokerEvent {
   seq: bigint;
   event: FfiEvent;
   buffers: Map<bigint, Uint8Array>;
+}
+
+/** A file of an installed package that a request names by path (Request.package_files). */
+export interface PackageFileInit {
+  /** Exactly as it appears in the request. */
+  path: string;
+  distribution: string;
+  version: string;
+  /** Its path inside the distribution, '/'-separated, as in its RECORD. */
+  file: string;
 }
 
 export interface RequestResult {
@@ -354,17 +365,20 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   /**
    * Send one FfiRequest (a v1 message or its encoded bytes) with the memory its pointer fields
    * refer to, keyed by the pointer values written in the request; resolve with the decoded
-   * FfiResponse and the memory the response's pointers refer to.
+   * FfiResponse and the memory the response's pointers refer to. `packageFiles` describes the
+   * files of installed packages the request names by path (an audio filter plugin, its model):
+   * the broker uses its own copy of each (see proto/package_file_fields.json).
    */
   async request(
     req: FfiRequest | Uint8Array,
     buffers?: Iterable<readonly [bigint, Uint8Array]> | ReadonlyMap<bigint, Uint8Array>,
+    packageFiles: readonly PackageFileInit[] = [],
   ): Promise<RequestResult> {
     const ffiRequest = req instanceof Uint8Array ? req : req.toBinary();
     const contractBuffers = toContractBuffers(buffers);
     const reply = await this.exchange((requestId) => ({
       case: 'request',
-      value: create(RequestSchema, { requestId, ffiRequest, buffers: contractBuffers }),
+      value: create(RequestSchema, { requestId, ffiRequest, buffers: contractBuffers, packageFiles: packageFiles.map((f) => create(PackageFileSchema, f)) }),
     }));
     if (reply.error !== undefined) throw BrokerError.fromContract(reply.error);
     let response: FfiResponse;

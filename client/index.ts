@@ -7,6 +7,7 @@ export {
   type BrokerEvent,
   type ConnectOptions,
   type InfoOptions,
+  type PackageFileInit,
   type RequestResult,
 } from './broker_client.js';
 export { BrokerError, Error_Code, errorCodeName } from './broker_error.js';

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The Python virtualenvs the tests use, under build/: build/pyvenv with the Python client and its
 # test extras (pytest, the livekit SDK), and build/pyvenv-e2e with the end-to-end extras
-# (livekit-agents and its pins, see client/python/pyproject.toml), and build/pyvenv-sdk-1.1.5 with
-# the crash report's livekit 1.1.5 (the SDK bridges' test). Made before the node suites too,
+# (livekit-agents and its pins, see client/python/pyproject.toml), build/pyvenv-sdk-1.1.5 with the
+# crash report's livekit 1.1.5 (the SDK bridges' test), and build/audio-plugins: the
+# broker's own copy of the audio filter plugin packages the Docker image carries by default (its
+# AUDIO_PLUGINS build arg), apart from the workers' site-packages. Made before the node suites too,
 # whose killed-workers reliability test starts Python workers from build/pyvenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +17,6 @@ e2e_venv=build/pyvenv-e2e
 sdk_venv=build/pyvenv-sdk-1.1.5
 [ -x "$sdk_venv/bin/python" ] || python3 -m venv "$sdk_venv"
 "$sdk_venv/bin/python" -m pip install -q --disable-pip-version-check -e client/python livekit==1.1.5
+# The Dockerfile's default, so the tests and the image's runtime layout hold the same releases.
+read -r -a plugins <<< "$(sed -n 's/^ARG AUDIO_PLUGINS="\(.*\)"$/\1/p' Dockerfile)"
+PYTHON="$venv/bin/python" bash scripts/install-audio-plugins.sh build/audio-plugins "${plugins[@]}"

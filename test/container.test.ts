@@ -109,6 +109,19 @@ const normalize = (command: string) => command.trim().replace(/\s+/g, ' ');
 const dockerfile = parseDockerfile(fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'));
 const buildStage = dockerfile[0]!;
 const runtime = dockerfile.at(-1)!;
+const pluginStage = dockerfile.find((stage) => stage.name === 'audio-plugins');
+// build/audio-plugins: scripts/python-venvs.sh installs the Dockerfile's default AUDIO_PLUGINS there.
+const HOST_PLUGINS = path.join(ROOT, 'build', 'audio-plugins');
+
+/** The audio-plugins stage: its default AUDIO_PLUGINS and the directory its RUN installs them into. */
+function pluginStageLayout(): { defaults: string[]; dir: string } {
+  assert.ok(pluginStage, 'an audio-plugins stage');
+  const arg = /^AUDIO_PLUGINS="(.*)"$/.exec(last(pluginStage, 'ARG').args);
+  assert.ok(arg, 'ARG AUDIO_PLUGINS="NAME==VERSION ..." (the default releases)');
+  const run = /install-audio-plugins\.sh (\S+) \$AUDIO_PLUGINS$/.exec(last(pluginStage, 'RUN').args);
+  assert.ok(run, 'the audio-plugins stage runs install-audio-plugins.sh DIR $AUDIO_PLUGINS');
+  return { defaults: arg[1]!.split(/\s+/).filter(Boolean), dir: run[1]! };
+}
 
 /** ENTRYPOINT then CMD, both exec form, as the container runs them. */
 function entrypointCommand(): string[] {
@@ -160,9 +173,24 @@ test('stages: node 20 bookworm to build, bookworm-slim to run, both linux/amd64 
   const libraryManifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/@livekit/rtc-ffi-bindings-linux-x64-gnu/package.json'), 'utf8'));
   assert.deepEqual(libraryManifest.cpu, ['x64']);
   assert.ok(
-    all(runtime, 'COPY').every((c) => splitFlags(c.args).flags.from === buildStage.name),
-    'the runtime stage copies only from the build stage',
+    all(runtime, 'COPY').every((c) => [buildStage.name, pluginStage?.name].includes(splitFlags(c.args).flags.from)),
+    'the runtime stage copies only from the build and audio-plugins stages',
   );
+});
+
+test('the audio-plugins stage installs the AUDIO_PLUGINS releases, by default the noise cancellation the agent templates import, and the entrypoint allows them', () => {
+  const { defaults, dir } = pluginStageLayout();
+  assert.deepEqual(defaults, ['livekit-plugins-noise-cancellation==0.3.2']);
+  assert.match(pluginStage!.image, /^python:3\.\d+-slim-bookworm$/, 'pip, on the runtime image\'s Debian');
+  const copy = all(runtime, 'COPY').find((c) => splitFlags(c.args).flags.from === pluginStage!.name);
+  assert.ok(copy, 'the runtime stage copies the plugin packages');
+  const [source, dest] = splitFlags(copy.args).rest.split(/\s+/);
+  assert.equal(source, dir);
+  const command = entrypointCommand();
+  assert.equal(command[command.indexOf('--allow-audio-plugins') + 1], path.posix.resolve(workdir(runtime), dest!), 'ENTRYPOINT --allow-audio-plugins names the copied directory');
+  // The tests' copy (build/audio-plugins) holds the same releases as the image's default.
+  const installed = fs.readdirSync(HOST_PLUGINS).flatMap((name) => fs.readdirSync(path.join(HOST_PLUGINS, name)).map((version) => `${name}==${version}`));
+  assert.deepEqual(installed.sort(), [...defaults].sort(), `${HOST_PLUGINS} (scripts/python-venvs.sh) holds the Dockerfile's default AUDIO_PLUGINS`);
 });
 
 test('the runtime stage runs as a non-root user, keeps the socket in a VOLUME, and its HEALTHCHECK is the CLI info on the entrypoint socket', () => {
@@ -225,7 +253,7 @@ test('the build context: .dockerignore keeps host build output out and every bui
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   const scripts = [...String(pkg.scripts.build).matchAll(/node (scripts\/\S+)/g)].map((m) => m[1]!);
   assert.ok(scripts.length > 0);
-  const inputs = ['package.json', 'package-lock.json', 'tsconfig.json', 'buf.gen.yaml', ...scripts, 'broker/native/callback_queue.c', 'broker/cli.ts', 'client/index.ts', 'proto/ffi_broker.proto', 'proto/pointer_fields.json', 'proto/service.ts'];
+  const inputs = ['package.json', 'package-lock.json', 'tsconfig.json', 'buf.gen.yaml', ...scripts, 'broker/native/callback_queue.c', 'broker/cli.ts', 'client/index.ts', 'proto/ffi_broker.proto', 'proto/pointer_fields.json', 'proto/package_file_fields.json', 'proto/service.ts', 'scripts/install-audio-plugins.sh'];
   for (const input of inputs) {
     assert.ok(fs.existsSync(path.join(ROOT, input)), `${input} exists`);
     assert.ok(!ignored(input), `.dockerignore must not exclude ${input}, a build input`);
@@ -277,6 +305,15 @@ function rebuildRuntimeLayout(root: string): void {
     const dest = args.at(-1)!;
     const sources = args.slice(0, -1);
     const target = path.join(root, path.posix.resolve(runDir, dest));
+    if (splitFlags(copy.args).flags.from === pluginStage?.name) {
+      // The stage's install, as scripts/python-venvs.sh made it with the same script and releases;
+      // linked, not copied (about 170 MB of plugin and models).
+      assert.deepEqual(sources, [pluginStageLayout().dir]);
+      assert.ok(fs.existsSync(HOST_PLUGINS), `${HOST_PLUGINS} is missing: run scripts/python-venvs.sh`);
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      fs.symlinkSync(HOST_PLUGINS, target);
+      continue;
+    }
     for (const source of sources) {
       const from = fromBuild(source);
       assert.ok(fs.existsSync(from), `Dockerfile line ${copy.line}: COPY --from=build ${source}: ${path.relative(ROOT, from)} is not in the npm install tree`);
@@ -339,7 +376,7 @@ test('the runtime layout from a fresh npm install tree without devDependencies: 
     rebuildRuntimeLayout(root);
     const app = path.join(root, workdir(runtime));
     const read = packageFilesRead();
-    for (const expected of ['package.json', 'proto/ffi_broker.proto', 'proto/pointer_fields.json', 'build/native/liblkq_callback_queue.so']) {
+    for (const expected of ['package.json', 'proto/ffi_broker.proto', 'proto/pointer_fields.json', 'proto/package_file_fields.json', 'build/native/liblkq_callback_queue.so']) {
       assert.ok(read.includes(expected), `the source scan finds ${expected} (found ${read.join(', ')})`);
     }
     for (const file of read) assert.ok(fs.existsSync(path.join(app, file)), `the broker reads ${file}; the runtime stage does not COPY it`);
@@ -356,11 +393,14 @@ test('the runtime layout from a fresh npm install tree without devDependencies: 
     let stderr = '';
     proc.stderr!.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+    let pluginPackages: unknown;
     await withTimeout(
       new Promise<void>((resolve, reject) => {
         readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
           try {
-            if (JSON.parse(line).msg === 'listening') resolve();
+            const record = JSON.parse(line);
+            if (record.packages !== undefined) pluginPackages = record.packages;
+            if (record.msg === 'listening') resolve();
           } catch {
             // not a log record
           }
@@ -371,6 +411,7 @@ test('the runtime layout from a fresh npm install tree without devDependencies: 
       'the entrypoint did not log "listening" within 10 s',
     );
     assert.equal((fs.statSync(socketPath).mode & 0o777).toString(8), '660');
+    assert.deepEqual(pluginPackages, pluginStageLayout().defaults, 'the entrypoint serves the plugin packages of the image');
 
     const healthy = await run(health[0]!, health.slice(1), { cwd: app, env });
     assert.match(healthy.stdout, /^broker \d+\.\d+\.\d+\S*\s+liblivekit_ffi 0\.12\.75/);

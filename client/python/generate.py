@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Generate the Python stubs of the broker contract and copy the shared pointer table.
+"""Generate the Python stubs of the broker contract and copy the shared tables.
 
-    python generate.py          write livekit_ffi_broker/_gen/ffi_broker_pb2.py(+.pyi) and
-                                livekit_ffi_broker/pointer_fields.json
+    python generate.py          write livekit_ffi_broker/_gen/ffi_broker_pb2.py(+.pyi),
+                                livekit_ffi_broker/pointer_fields.json and package_file_fields.json
     python generate.py --check  exit 1 if those committed files differ from what would be written
 
-Inputs: ../../proto/ffi_broker.proto and ../../proto/pointer_fields.json (the repository's
-contract and the pointer table the broker reads). Needs grpcio-tools (its bundled protoc), pinned
+Inputs: ../../proto/ffi_broker.proto, ../../proto/pointer_fields.json and
+../../proto/package_file_fields.json (the repository's contract and the tables the broker reads). Needs grpcio-tools (its bundled protoc), pinned
 in pyproject.toml's `test` extra so that every machine generates byte-identical files.
 
 One post-processing step: protoc's Python output calls
@@ -30,6 +30,7 @@ REPO = HERE.parent.parent
 PROTO_DIR = REPO / "proto"
 PROTO_FILE = "ffi_broker.proto"
 POINTER_TABLE = PROTO_DIR / "pointer_fields.json"
+PACKAGE_FILE_TABLE = PROTO_DIR / "package_file_fields.json"
 PACKAGE = HERE / "livekit_ffi_broker"
 GEN_DIR = PACKAGE / "_gen"
 OUTPUTS = ("ffi_broker_pb2.py", "ffi_broker_pb2.pyi")
@@ -76,6 +77,7 @@ def render() -> dict[str, str]:
             text = (Path(tmp) / name).read_text()
             files[f"_gen/{name}"] = _post_process(text) if name.endswith(".py") else text
     files["pointer_fields.json"] = POINTER_TABLE.read_text()
+    files["package_file_fields.json"] = PACKAGE_FILE_TABLE.read_text()
     return files
 
 

@@ -22,12 +22,13 @@ import queue
 import random
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from . import _errors
 from ._address import grpc_target
 from ._errors import BrokerError, BrokerUnavailable
 from ._memory import OutputMemory, Planner, PointerTable, RequestMemory, collect_request, write_back
+from ._package_files import describe as describe_package_files
 
 logger = logging.getLogger("livekit_ffi_broker")
 
@@ -386,9 +387,11 @@ class _Session:
         ffi_request: bytes,
         memory: RequestMemory,
         callback: Optional[Callable[[Optional[BaseException]], None]] = None,
+        package_files: Sequence[tuple[str, str, str, str]] = (),
     ) -> _Waiter:
         """Sends one request; with ``callback`` nobody waits for the response: the callback runs
-        (on the reader thread) with its error, or None, once it comes or the session ends."""
+        (on the reader thread) with its error, or None, once it comes or the session ends.
+        ``package_files``: (path, distribution, version, file) of the package files it names."""
         pb = _pb()
         waiter = _Waiter(memory, callback)
         while True:
@@ -406,6 +409,10 @@ class _Session:
                     request_id=request_id,
                     ffi_request=ffi_request,
                     buffers=[pb.Buffer(ptr=ptr, data=data) for ptr, data in memory.buffers],
+                    package_files=[
+                        pb.PackageFile(path=path, distribution=dist, version=version, file=file)
+                        for path, dist, version, file in package_files
+                    ],
                 )
             )
         )
@@ -746,7 +753,7 @@ class Connection:
         ffi_request = request.SerializeToString()
         session = self.session()
         request_id = next(self._ids)
-        waiter = session.start_request(request_id, ffi_request, memory)
+        waiter = session.start_request(request_id, ffi_request, memory, package_files=describe_package_files(request))
         if not waiter.event.wait(REQUEST_TIMEOUT_S):
             session.forget(request_id)
             raise BrokerUnavailable(

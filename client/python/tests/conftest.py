@@ -122,6 +122,27 @@ def run_scenario(script: str, *args: str, address: Optional[str], timeout: float
     return result
 
 
+def unavailable(reason: str) -> None:
+    """Skip with the reason; with LKB_E2E_REQUIRE=1 (set by .ci/run) fail instead."""
+    if os.environ.get("LKB_E2E_REQUIRE") == "1":
+        pytest.fail(f"end-to-end test required (LKB_E2E_REQUIRE=1) but: {reason}")
+    pytest.skip(reason)
+
+
+def livekit_server_binary() -> str:
+    """The pinned livekit-server (built once per machine), if network namespaces for it work here."""
+    sys.path.insert(0, str(HERE / "e2e"))
+    from harness import netns_usable, server_binary
+
+    ok, why = netns_usable()
+    if not ok:
+        unavailable(f"cannot create a network namespace for livekit-server: {why}")
+    binary, why = server_binary(build=True)
+    if binary is None:
+        unavailable(f"no livekit-server binary: {why}")
+    return binary
+
+
 class SteppedScenario:
     """A scenario driven step by step: it prints a marker line (READY, ...) and waits for "go" on
     stdin, so the test can stop, kill or start brokers at exactly that point."""

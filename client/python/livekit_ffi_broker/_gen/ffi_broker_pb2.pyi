@@ -66,14 +66,28 @@ class Welcome(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., resume_token: _Optional[str] = ..., ffi_version: _Optional[str] = ..., broker_version: _Optional[str] = ..., resumed: _Optional[bool] = ..., bridges: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("request_id", "ffi_request", "buffers")
+    __slots__ = ("request_id", "ffi_request", "buffers", "package_files")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FFI_REQUEST_FIELD_NUMBER: _ClassVar[int]
     BUFFERS_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FILES_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     ffi_request: bytes
     buffers: _containers.RepeatedCompositeFieldContainer[Buffer]
-    def __init__(self, request_id: _Optional[int] = ..., ffi_request: _Optional[bytes] = ..., buffers: _Optional[_Iterable[_Union[Buffer, _Mapping]]] = ...) -> None: ...
+    package_files: _containers.RepeatedCompositeFieldContainer[PackageFile]
+    def __init__(self, request_id: _Optional[int] = ..., ffi_request: _Optional[bytes] = ..., buffers: _Optional[_Iterable[_Union[Buffer, _Mapping]]] = ..., package_files: _Optional[_Iterable[_Union[PackageFile, _Mapping]]] = ...) -> None: ...
+
+class PackageFile(_message.Message):
+    __slots__ = ("path", "distribution", "version", "file")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    distribution: str
+    version: str
+    file: str
+    def __init__(self, path: _Optional[str] = ..., distribution: _Optional[str] = ..., version: _Optional[str] = ..., file: _Optional[str] = ...) -> None: ...
 
 class Response(_message.Message):
     __slots__ = ("request_id", "ffi_response", "buffers", "error")
