@@ -98,7 +98,7 @@ export class Broker {
     this.library = new FfiLibrary(location, this.shim, this.version);
     this.closer = new RoomCloser(this.library, this.registry);
     const output = new OutputMemory(this.library, this.shim, this.registry, log, (rooms) => {
-      log.info({ rooms: rooms.map(String) }, 'a connect completed after its session ended; disconnecting its room');
+      log.info({ rooms: rooms.map(String) }, 'a connect completed after its session ended');
       this.closer.close(rooms, [], log);
     });
     this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, new HostPolicy(options), options.maxMessageBytes);
@@ -274,6 +274,7 @@ export class Broker {
     this.graceTimers.delete(session);
     session.close();
     const { rooms, others } = this.registry.forget(session);
+    session.log.info({ rooms: rooms.length, handles: rooms.length + others.length }, 'session ended');
     this.closer.close(rooms, others, session.log);
   }
 

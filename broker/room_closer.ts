@@ -43,7 +43,7 @@ export class RoomCloser implements EventReceiver {
       this.endings.set(asyncId, ending);
     }
     if (ending.waiting.size === 0) return this.drop(ending);
-    log.info({ rooms: rooms.length }, 'disconnecting the rooms of the ended session');
+    log.info({ rooms: rooms.map(String) }, 'disconnecting rooms no session owns any more');
     ending.timer = setTimeout(() => {
       log.warn({ rooms: ending.waiting.size, waitedMs: DISCONNECT_WAIT_MS }, 'rooms of an ended session did not confirm their disconnect; dropping its handles anyway');
       this.drop(ending);
@@ -89,6 +89,7 @@ export class RoomCloser implements EventReceiver {
     for (const id of ending.waiting) this.endings.delete(id);
     ending.waiting.clear();
     for (const handle of ending.handles) this.library.dropHandle(handle);
-    ending.log.info({ droppedHandles: ending.handles.length, disconnectedRooms: ending.rooms, ms: Date.now() - ending.startedAt }, 'session ended; its rooms were disconnected and its handles dropped');
+    const figures = { droppedHandles: ending.handles.length, disconnectedRooms: ending.rooms, ms: Date.now() - ending.startedAt };
+    ending.log.info(figures, ending.rooms === 0 ? 'handles dropped' : 'rooms disconnected, then their handles dropped');
   }
 }
