@@ -6,19 +6,13 @@
 - a worker SIGKILLed while publishing, or while its connect is still in flight, is gone from the
   server's participant list within 2 s, and the server shuts down cleanly at the end.
 
-Skips like test_e2e_livekit.py when the e2e virtualenv, the server or network namespaces are missing.
+Skips (e2e_drivers.require_e2e) when the e2e virtualenv, the server or network namespaces are missing.
 """
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
-from conftest import HERE
-from test_e2e_livekit import E2E_PYTHON, unavailable  # puts tests/e2e on sys.path
-
-from harness import netns_usable, remove_namespace, server_binary  # noqa: E402
+from e2e_drivers import require_e2e, run_driver
 
 MESSAGES = 200
 RUNS = 2
@@ -27,35 +21,10 @@ HANDLE_SLACK = 10
 GONE_WITHIN_S = 2.0
 
 
-def run_lifecycle(broker_address: str, workdir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GRPC_"))}
-    cmd = [str(E2E_PYTHON), str(HERE / "e2e" / "lifecycle.py"), "--workdir", str(workdir), "--broker", broker_address,
-           "--runs", str(RUNS), "--count", str(MESSAGES)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"lifecycle.py did not finish\n{out[-4000:]}\n{err[-4000:]}")
-    finally:
-        remove_namespace(proc.pid)
-    lines = [line for line in out.splitlines() if line.startswith('{"broker"')]
-    assert proc.returncode == 0 and lines, f"lifecycle.py exited {proc.returncode}\n{out[-4000:]}\n{err[-6000:]}"
-    return json.loads(lines[-1])
-
-
 def test_sessions_leave_nothing_on_the_server_and_hold_bounded_handles(broker, tmp_dir):
-    if not E2E_PYTHON.exists():
-        unavailable(f"{E2E_PYTHON} is missing: scripts/test-python.sh creates it (livekit-api)")
-    ok, why = netns_usable()
-    if not ok:
-        unavailable(f"cannot create a network namespace for livekit-server: {why}")
-    binary, why = server_binary(build=True)
-    if binary is None:
-        unavailable(f"no livekit-server binary: {why}")
-
-    result = run_lifecycle(broker.address, tmp_dir / "run")
+    require_e2e()
+    result = run_driver("lifecycle.py", "--workdir", str(tmp_dir / "run"), "--broker", broker.address,
+                        "--runs", str(RUNS), "--count", str(MESSAGES), timeout=600)
     print("LIFECYCLE", json.dumps(result))
 
     streams = result["text_streams"]

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import API_KEY, API_SECRET, LiveKitServer, log, server_binary  # noqa: E402
+from harness import API_KEY, API_SECRET, LiveKitServer, driver_main, driver_setup, log  # noqa: E402
 from scenario import ROOM, exit_record, first_line, token  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -129,13 +128,7 @@ def text_streams(server: LiveKitServer, env: dict, broker: str, count: int, work
 
 
 def run(workdir: Path, broker: Optional[str], runs: int, count: int) -> dict:
-    binary, why = server_binary(build=True)
-    if binary is None:
-        raise RuntimeError(why)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GRPC_"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    if broker:
-        env["LIVEKIT_FFI_BROKER"] = broker
+    binary, env = driver_setup(broker)
     result: dict = {"broker": broker, "kills": []}
     # In-process a killed participant stays until the server's ICE timeout: watch long enough to see it go.
     watch = (5.0, 30.0) if broker else (2.0, 60.0)
@@ -159,18 +152,9 @@ def run(workdir: Path, broker: Optional[str], runs: int, count: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--workdir", required=True, type=Path)
-    parser.add_argument("--broker", default=None, help="broker address; none: the SDK loads liblivekit_ffi itself")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--count", type=int, default=200)
-    args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    # SIGTERM unwinds like an error, so the namespace and every process are still torn down.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    result = run(args.workdir, args.broker, args.runs, args.count)
-    (args.workdir / "result.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result), flush=True)
-    return 0
+    return driver_main(parser, lambda args: run(args.workdir, args.broker, args.runs, args.count))
 
 
 if __name__ == "__main__":
