@@ -83,6 +83,7 @@ async def kill_and_watch(server: LiveKitServer, env: dict, broker: Optional[str]
         finally:
             proc.kill()
         killed = time.monotonic()
+        record["killed_at"] = time.time()  # to set beside the broker's log
         proc.wait()
         record["process"] = exit_record(proc)
         polls: list[tuple[float, bool]] = []  # (seconds after the kill when the answer came, listed)
