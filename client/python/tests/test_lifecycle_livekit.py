@@ -5,7 +5,7 @@
   would log "Attempted to drop unknown FFI handle");
 - a worker SIGKILLed while publishing is gone from the server's participant list within 2 s; one
   SIGKILLed while its connect is in flight, within 2 s of the library completing that connect (it
-  cannot be cancelled); the server shuts down cleanly at the end.
+  cannot be cancelled); so is one whose broker is stopped; the server shuts down cleanly at the end.
 
 Skips (e2e_drivers.require_e2e) when the e2e virtualenv, the server or network namespaces are missing.
 """
@@ -32,7 +32,7 @@ def log_time(line: str) -> float:
 def test_sessions_leave_nothing_on_the_server_and_hold_bounded_handles(broker, tmp_dir):
     require_e2e()
     result = run_driver("lifecycle.py", "--workdir", str(tmp_dir / "run"), "--broker", broker.address,
-                        "--runs", str(RUNS), "--count", str(MESSAGES), timeout=600)
+                        "--runs", str(RUNS), "--count", str(MESSAGES), "--stop-broker", str(broker.process.pid), timeout=600)
     print("LIFECYCLE", json.dumps(result))
 
     streams = result["text_streams"]
@@ -46,7 +46,7 @@ def test_sessions_leave_nothing_on_the_server_and_hold_bounded_handles(broker, t
     completed = sorted(log_time(line) for line in broker.lines if CONNECT_COMPLETED in line)
     for kill in result["kills"]:
         assert kill["process"].get("signal") == "SIGKILL", kill
-        in_flight = kill["connecting"] and kill["owned_handles_at_kill"] == 0
+        in_flight = kill["end"] == "connecting" and kill["owned_handles_at_kill"] == 0
         if in_flight:
             kill["connect_completed_after_s"] = round(next((t for t in completed if t >= kill["killed_at"]), float("inf")) - kill["killed_at"], 2)
         due = max(0.0, kill.get("connect_completed_after_s", 0.0)) + GONE_WITHIN_S
@@ -54,12 +54,16 @@ def test_sessions_leave_nothing_on_the_server_and_hold_bounded_handles(broker, t
         assert not kill["broker_session_after"], kill
     print("KILLS", json.dumps(result["kills"]))
     # The in-flight case was hit: killed before its ConnectCallback, whose room the broker then closed.
-    connecting = [k for k in result["kills"] if k["connecting"]]
+    connecting = [k for k in result["kills"] if k["end"] == "connecting"]
     assert len(connecting) == RUNS and any("connect_completed_after_s" in k for k in connecting), connecting
 
-    # livekit-server stops on SIGTERM only once no participant is left.
-    assert result["server"].get("exitcode") == 0, result["server"]
     assert result["broker_at_end"] == {"owned_handles": 0, "sessions": 0}, result["broker_at_end"]
     unknown = [line for line in broker.lines if "Attempted to drop unknown FFI handle" in line]
     assert unknown == [], unknown[:5]
-    assert broker.process.poll() is None, "the broker died"
+
+    # Last, the broker stopped (SIGTERM) with a publisher in the room: it disconnects the room too.
+    stopped = result["broker_stopped"]
+    assert stopped["gone_after_s"] is not None and stopped["gone_after_s"] <= GONE_WITHIN_S, stopped
+    assert broker.process.wait(timeout=30) == 0, broker.log()
+    # livekit-server stops on SIGTERM only once no participant is left.
+    assert result["server"].get("exitcode") == 0, result["server"]

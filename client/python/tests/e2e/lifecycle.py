@@ -9,6 +9,7 @@ server's own participant list (RoomService.ListParticipants) as the judge.
   the server lists it; how long until the server lists it no more.
 - kill_connecting (broker only): the same publisher SIGKILLed as soon as its broker session exists,
   before its ConnectCallback gave it any handle (its connect still in flight).
+- with --stop-broker PID, last: the broker itself stopped (SIGTERM) while a publisher is in the room.
 
 Without --broker every process loads the SDK's own liblivekit_ffi (the in-process comparison).
 Prints one JSON line (also DIR/result.json), ending with how the server exited on SIGTERM.
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,19 +56,21 @@ def broker_session(address: str, pid: int):
     return next((s for s in livekit_ffi_broker.broker_info(address, timeout=5).sessions if s.pid == pid), None)
 
 
-async def kill_and_watch(server: LiveKitServer, env: dict, broker: Optional[str], identity: str, connecting: bool,
-                         min_watch_s: float, max_watch_s: float, workdir: Path) -> dict:
-    """Starts a publisher, SIGKILLs it (published, or connecting), then polls the server's list."""
+async def kill_and_watch(server: LiveKitServer, env: dict, broker: Optional[str], identity: str, end: str,
+                         watch: tuple[float, float], workdir: Path, broker_pid: int = 0) -> dict:
+    """Starts a publisher and ends it (`end`): SIGKILLed once "published" (listed by the server)
+    or while "connecting"; or, once published, its broker is stopped ("broker_sigterm", SIGTERM
+    to `broker_pid`). Then polls the server's list until it is gone."""
     from livekit import api
 
-    record: dict = {"identity": identity, "connecting": connecting}
+    record: dict = {"identity": identity, "end": end}
     with open(workdir / f"{identity}.log", "w") as plog:
         proc = subprocess.Popen(
             [sys.executable, str(HERE / "publisher.py"), "--url", server.url, "--token", token(identity), "--hz", "440"],
             env=env, stdout=subprocess.PIPE, stderr=plog, text=True)
     async with api.LiveKitAPI(server.http_url, API_KEY, API_SECRET) as lk:
         try:
-            if connecting:
+            if end == "connecting":
                 # The publisher's first request is its ConnectRequest: its session exists from then on.
                 deadline = time.monotonic() + 30
                 while (session := broker_session(broker, proc.pid)) is None:
@@ -81,11 +85,12 @@ async def kill_and_watch(server: LiveKitServer, env: dict, broker: Optional[str]
                 while not await listed(lk, identity):
                     await asyncio.sleep(0.05)
         finally:
-            proc.kill()
+            if end == "broker_sigterm":
+                os.kill(broker_pid, signal.SIGTERM)
+            else:
+                proc.kill()
         killed = time.monotonic()
         record["killed_at"] = time.time()  # to set beside the broker's log
-        proc.wait()
-        record["process"] = exit_record(proc)
         polls: list[tuple[float, bool]] = []  # (seconds after the kill when the answer came, listed)
         while True:
             present = await listed(lk, identity)
@@ -93,7 +98,7 @@ async def kill_and_watch(server: LiveKitServer, env: dict, broker: Optional[str]
             polls.append((t, present))
             seen = [pt for pt, p in polls if p]
             gone_for = t - (seen[-1] if seen else 0.0)
-            if (t >= min_watch_s and gone_for >= GONE_FOR_S) or t >= max_watch_s:
+            if (t >= watch[0] and gone_for >= GONE_FOR_S) or t >= watch[1]:
                 break
             await asyncio.sleep(0.05)
         # The first answer without it after the last one with it (None: still listed at the end).
@@ -101,7 +106,10 @@ async def kill_and_watch(server: LiveKitServer, env: dict, broker: Optional[str]
         record["gone_after_s"] = round(after[0], 2) if after and gone_for >= GONE_FOR_S else None
         record["last_seen_s"] = round(seen[-1], 2) if seen else None
         record["watched_s"] = round(t, 2)
-    if broker:
+    proc.kill()
+    proc.wait()
+    record["process"] = exit_record(proc)
+    if broker and end != "broker_sigterm":
         record["broker_session_after"] = broker_session(broker, proc.pid) is not None
     log("kill_watched", **record)
     return record
@@ -128,7 +136,7 @@ def text_streams(server: LiveKitServer, env: dict, broker: str, count: int, work
     return result
 
 
-def run(workdir: Path, broker: Optional[str], runs: int, count: int) -> dict:
+def run(workdir: Path, broker: Optional[str], runs: int, count: int, stop_broker: int) -> dict:
     binary, env = driver_setup(broker)
     result: dict = {"broker": broker, "kills": []}
     # In-process a killed participant stays until the server's ICE timeout: watch long enough to see it go.
@@ -138,16 +146,18 @@ def run(workdir: Path, broker: Optional[str], runs: int, count: int) -> dict:
         if broker:
             result["text_streams"] = text_streams(server, env, broker, count, workdir)
         for i in range(runs):
-            result["kills"].append(asyncio.run(kill_and_watch(server, env, broker, f"killed-{i}", False, *watch, workdir)))
+            result["kills"].append(asyncio.run(kill_and_watch(server, env, broker, f"killed-{i}", "published", watch, workdir)))
             if broker:
-                result["kills"].append(asyncio.run(kill_and_watch(server, env, broker, f"connecting-{i}", True, *watch, workdir)))
+                result["kills"].append(asyncio.run(kill_and_watch(server, env, broker, f"connecting-{i}", "connecting", watch, workdir)))
+        if broker:
+            import livekit_ffi_broker
+
+            info = livekit_ffi_broker.broker_info(broker, timeout=5)
+            result["broker_at_end"] = {"owned_handles": info.owned_handles, "sessions": len(info.sessions)}
+        if stop_broker:
+            result["broker_stopped"] = asyncio.run(kill_and_watch(server, env, broker, "broker-stopped", "broker_sigterm", watch, workdir, stop_broker))
         server.close()
     result["server"] = exit_record(server.process)
-    if broker:
-        import livekit_ffi_broker
-
-        info = livekit_ffi_broker.broker_info(broker, timeout=5)
-        result["broker_at_end"] = {"owned_handles": info.owned_handles, "sessions": len(info.sessions)}
     return result
 
 
@@ -155,7 +165,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--count", type=int, default=200)
-    return driver_main(parser, lambda args: run(args.workdir, args.broker, args.runs, args.count))
+    parser.add_argument("--stop-broker", type=int, default=0, metavar="PID",
+                        help="last, SIGTERM the broker (this pid) while a publisher is in the room")
+    return driver_main(parser, lambda args: run(args.workdir, args.broker, args.runs, args.count, args.stop_broker))
 
 
 if __name__ == "__main__":
