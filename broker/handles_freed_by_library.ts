@@ -31,17 +31,17 @@ const BYTE_READER_EOS: LastEvent = { kind: 'byteStreamReaderEvent', handle: 'rea
 const TEXT_READER_EOS: LastEvent = { kind: 'textStreamReaderEvent', handle: 'readerHandle', oneof: 'detail', last: 'eos' };
 
 /** By FfiRequest oneof case. */
-export const FREED_BY_REQUEST: Readonly<Record<string, FreedByRequest>> = {
-  byteReadIncremental: { handle: 'readerHandle', eventsUntil: BYTE_READER_EOS },
-  byteReadAll: { handle: 'readerHandle' },
-  byteWriteToFile: { handle: 'readerHandle' },
-  textReadIncremental: { handle: 'readerHandle', eventsUntil: TEXT_READER_EOS },
-  textReadAll: { handle: 'readerHandle' },
-  byteStreamClose: { handle: 'writerHandle' },
-  textStreamClose: { handle: 'writerHandle' },
-};
+export const FREED_BY_REQUEST: ReadonlyMap<string, FreedByRequest> = new Map([
+  ['byteReadIncremental', { handle: 'readerHandle', eventsUntil: BYTE_READER_EOS }],
+  ['byteReadAll', { handle: 'readerHandle' }],
+  ['byteWriteToFile', { handle: 'readerHandle' }],
+  ['textReadIncremental', { handle: 'readerHandle', eventsUntil: TEXT_READER_EOS }],
+  ['textReadAll', { handle: 'readerHandle' }],
+  ['byteStreamClose', { handle: 'writerHandle' }],
+  ['textStreamClose', { handle: 'writerHandle' }],
+]);
 
 /** By FfiEvent oneof case: the events after which a freed handle is named no more. */
 export const LAST_EVENTS: ReadonlyMap<string, LastEvent> = new Map(
-  Object.values(FREED_BY_REQUEST).flatMap((f) => (f.eventsUntil === undefined ? [] : [[f.eventsUntil.kind, f.eventsUntil] as const])),
+  [...FREED_BY_REQUEST.values()].flatMap((f) => (f.eventsUntil === undefined ? [] : [[f.eventsUntil.kind, f.eventsUntil] as const])),
 );

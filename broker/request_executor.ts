@@ -98,7 +98,7 @@ export class RequestExecutor<O extends Owner> {
 
   /** A request that frees a handle in the library did so once called, whatever it answered. */
   private forgetFreed(kind: string, value: SchemaMessage): void {
-    const freed = FREED_BY_REQUEST[kind];
+    const freed = FREED_BY_REQUEST.get(kind);
     const handle = freed === undefined ? undefined : value[freed.handle];
     if (typeof handle === 'bigint') this.registry.consume(handle, freed?.eventsUntil !== undefined);
   }

@@ -23,7 +23,7 @@ function handleField(type: SchemaType, localName: string): SchemaField {
 }
 
 test('every row names a request kind and a handle field of the pinned schema', () => {
-  for (const [kind, freed] of Object.entries(FREED_BY_REQUEST)) handleField(oneofMember(FfiRequest as unknown as SchemaType, kind), freed.handle);
+  for (const [kind, freed] of FREED_BY_REQUEST) handleField(oneofMember(FfiRequest as unknown as SchemaType, kind), freed.handle);
   assert.equal(LAST_EVENTS.size, 2);
   for (const [kind, last] of LAST_EVENTS) {
     const event = oneofMember(FfiEvent as unknown as SchemaType, kind);
