@@ -26,7 +26,8 @@ import { NativeShim } from './native/shim.js';
 import { OutputMemory } from './output_memory.js';
 import { packageVersion } from './paths.js';
 import { RequestExecutor } from './request_executor.js';
-import { SDK_BRIDGES, bridgesFor, requestsAfter, type RoutedEvent } from './sdk_bridges.js';
+import { RoomCloser } from './room_closer.js';
+import { SDK_BRIDGES, bridgesFor, libraryAwaitsReady, requestsAfter, type RoutedEvent } from './sdk_bridges.js';
 import { Session, type SessionCall, type SessionLimits } from './session.js';
 
 export interface BrokerOptions extends HostPolicyOptions {
@@ -77,9 +78,11 @@ export class Broker {
   readonly library: FfiLibrary;
   private readonly shim: NativeShim;
   private readonly pump: EventPump;
-  private readonly registry = new HandleRegistry<Session>();
-  private readonly executor: RequestExecutor<Session>;
-  private readonly router: EventRouter<Session>;
+  // The room closer owns the async ids of the disconnects the broker issues itself.
+  private readonly registry = new HandleRegistry<Session | RoomCloser>();
+  private readonly closer: RoomCloser;
+  private readonly executor: RequestExecutor<Session | RoomCloser>;
+  private readonly router: EventRouter<Session | RoomCloser>;
   readonly metrics: Metrics;
   private readonly sessions = new Map<string, Session>();
   private readonly graceTimers = new Map<Session, NodeJS.Timeout>();
@@ -96,7 +99,11 @@ export class Broker {
     this.shim = new NativeShim();
     const location = locateLibrary(options.ffiLib);
     this.library = new FfiLibrary(location, this.shim, options.sdk);
-    const output = new OutputMemory<Session>(this.library, this.shim, this.registry, log);
+    this.closer = new RoomCloser(this.library, this.registry, libraryAwaitsReady(location.version));
+    const output = new OutputMemory(this.library, this.shim, this.registry, log, (rooms) => {
+      log.info({ rooms: rooms.map(String) }, 'a connect completed after its session ended');
+      this.closer.close(rooms, [], log);
+    });
     const policy = new HostPolicy(options, log);
     this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, policy, options.maxMessageBytes);
     const plugins = policy.pluginPackages();
@@ -115,9 +122,13 @@ export class Broker {
         return { depth: Number(q.pushed - q.popped), callbackMaxSeconds: Number(q.callbackMaxNs) / 1e9 };
       },
     });
-    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), { panic: (message, owner) => this.onPanic(message, owner), routed: (session, event) => this.bridgeAfter(session, event) }, this.metrics);
+    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), {
+      // A room the closer holds belongs to no session any more: its notices go to the operator only.
+      panic: (message, owner) => this.onPanic(message, owner instanceof Session ? owner : undefined),
+      routed: (owner, event) => owner instanceof Session && this.bridgeAfter(owner, event),
+    }, this.metrics);
     this.pump = new EventPump(this.shim, (events) => {
-      for (const session of this.router.route(events)) if (session.overflowed) this.overflow(session);
+      for (const owner of this.router.route(events)) if (owner instanceof Session && owner.overflowed) this.overflow(owner);
     });
     if (!this.pump.start()) log.warn('could not make the event loop SCHED_BATCH; library threads may be preempted by it inside the callback');
     log.info({ ffiLibrary: location.path, ffiVersion: location.version, sdk: options.sdk }, 'liblivekit_ffi loaded and initialized');
@@ -276,15 +287,15 @@ export class Broker {
     session.respond(refused.length > 0 ? refuse.dropNotOwned(refused).toResponse(drop.requestId) : create(ResponseSchema, { requestId: drop.requestId }));
   }
 
-  /** Ends the session and drops everything it owned; safe to call more than once. */
+  /** Ends the session, disconnects its rooms and drops everything it owned; safe to call more than once. */
   private release(session: Session): void {
     if (!this.sessions.delete(session.id)) return;
     clearTimeout(this.graceTimers.get(session));
     this.graceTimers.delete(session);
     session.close();
-    const handles = this.registry.forget(session);
-    for (const handle of handles) this.library.dropHandle(handle);
-    session.log.info({ droppedHandles: handles.length }, 'session ended; its handles were dropped');
+    const { rooms, others } = this.registry.forget(session);
+    session.log.info({ rooms: rooms.length, handles: rooms.length + others.length }, 'session ended');
+    this.closer.close(rooms, others, session.log);
   }
 
   private overflow(session: Session): void {
@@ -342,12 +353,14 @@ export class Broker {
     this.close();
   }
 
-  /** Ends every session at once (their handles dropped), then disposes of the library. */
+  /** Ends every session at once, disposes of the library (closing their rooms), then drops their handles. */
   close(): void {
     this.closing = true;
     for (const session of [...this.sessions.values()]) this.release(session);
     this.pump.stop();
+    // Disposing closes every room the library still holds, those being disconnected included.
     this.library.dispose();
+    this.closer.dropAll();
   }
 
   get isClosing(): boolean {

@@ -13,6 +13,7 @@ import type { NativeEvent } from './native/event_pump.js';
 import type { OutputMemory } from './output_memory.js';
 import { logNativeRecords, type LogRecord } from './native_log.js';
 import { handlesMentioned } from './handle_mentions.js';
+import { LAST_EVENTS } from './handles_freed_by_library.js';
 import type { Metrics } from './metrics.js';
 import type { RoutedEvent } from './sdk_bridges.js';
 
@@ -76,6 +77,7 @@ export class EventRouter<O extends EventReceiver> {
       }
       const { owner, rewritten } = this.ownerOf(chosen.value);
       const buffers = this.output.take(chosen.value, owner);
+      this.noteLastEvent(chosen.kind, chosen.value);
       if (owner === undefined) {
         this.metrics.eventsDropped.inc({ kind: chosen.kind, reason: 'unowned' });
         if (this.log.isLevelEnabled('debug')) this.log.debug({ kind: chosen.typeName }, 'event names nothing any session owns; dropped');
@@ -94,7 +96,7 @@ export class EventRouter<O extends EventReceiver> {
   private ownerOfText(text: string): O | undefined {
     let owner: O | undefined;
     for (const handle of handlesMentioned(text)) {
-      const of = this.registry.ownerOf(handle) ?? this.registry.formerOwner(handle);
+      const of = this.registry.eventOwner(handle);
       if (of === undefined || (owner !== undefined && of !== owner)) return undefined;
       owner = of;
     }
@@ -118,6 +120,14 @@ export class EventRouter<O extends EventReceiver> {
     }
   }
 
+  /** A freed handle's last event: later events naming it are nobody's. */
+  private noteLastEvent(kind: string, value: SchemaMessage): void {
+    const last = LAST_EVENTS.get(kind);
+    if (last === undefined || (value[last.oneof] as { case?: string } | undefined)?.case !== last.last) return;
+    const handle = value[last.handle];
+    if (typeof handle === 'bigint') this.registry.lastEvent(handle);
+  }
+
   private ownerOf(value: SchemaMessage): { owner: O | undefined; rewritten: boolean } {
     const plan = planOf(value.getType());
     if (plan.asyncId !== undefined) {
@@ -134,7 +144,7 @@ export class EventRouter<O extends EventReceiver> {
     for (const field of plan.handleRefs) {
       const handle = fieldValue(value, field);
       if (typeof handle !== 'bigint') continue;
-      const owner = this.registry.ownerOf(handle) ?? this.registry.formerOwner(handle);
+      const owner = this.registry.eventOwner(handle);
       if (owner !== undefined) return { owner, rewritten: false };
     }
     return { owner: undefined, rewritten: false };

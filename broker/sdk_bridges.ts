@@ -19,12 +19,15 @@ interface BridgeRow {
   why: string;
 }
 
+// The first liblivekit_ffi that holds a room's events until ReadyForRoomEventRequest (rust-sdks #1068).
+const READY_FOR_ROOM_EVENT_FROM = '0.12.59';
+
 export const SDK_BRIDGES: readonly BridgeRow[] = [
   {
     name: 'ready-for-room-event',
     sdk: 'python',
     sdkBefore: '1.1.10',
-    libraryFrom: '0.12.59',
+    libraryFrom: READY_FOR_ROOM_EVENT_FROM,
     why:
       'liblivekit_ffi from 0.12.59 holds back a room\'s events after its ConnectCallback until ReadyForRoomEventRequest{room_handle} ' +
       'and tears the room down 15 s later without it; the Python SDK sends it from 1.1.10 (python-sdks #665). ' +
@@ -47,11 +50,17 @@ function before(a: number[], b: number[]): boolean {
 export function bridgesFor(sdk: string, sdkVersion: string, libraryVersion: string): BridgeName[] {
   const release = releaseOf(sdkVersion);
   if (release === undefined) return [];
-  const library = releaseOf(libraryVersion);
-  return SDK_BRIDGES.filter(
-    (row) => row.sdk === sdk && before(release, releaseOf(row.sdkBefore)!) && (library === undefined || !before(library, releaseOf(row.libraryFrom)!)),
-  ).map((row) => row.name);
+  return SDK_BRIDGES.filter((row) => row.sdk === sdk && before(release, releaseOf(row.sdkBefore)!) && libraryIsFrom(libraryVersion, row.libraryFrom)).map((row) => row.name);
 }
+
+/** Whether the library of `libraryVersion` is `from` or later; an unreadable version counts as later. */
+function libraryIsFrom(libraryVersion: string, from: string): boolean {
+  const library = releaseOf(libraryVersion);
+  return library === undefined || !before(library, releaseOf(from)!);
+}
+
+/** Whether the library of `libraryVersion` holds a room's events until ReadyForRoomEventRequest. */
+export const libraryAwaitsReady = (libraryVersion: string): boolean => libraryIsFrom(libraryVersion, READY_FOR_ROOM_EVENT_FROM);
 
 export interface RoutedEvent {
   /** The FfiEvent oneof case, e.g. "connect". */

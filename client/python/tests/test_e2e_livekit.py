@@ -8,39 +8,11 @@ available; with LKB_E2E_REQUIRE=1 (set by .ci/run) those are failures instead.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-from conftest import REPO, HERE, livekit_server_binary, unavailable
+from e2e_drivers import require_e2e, run_driver
 
-sys.path.insert(0, str(HERE / "e2e"))
-
-from harness import remove_namespace  # noqa: E402
-
-E2E_PYTHON = REPO / "build" / "pyvenv-e2e" / "bin" / "python"
 SECONDS = 30
 EXPECTED_HZ = {"pub-440": 440, "pub-660": 660}
-
-
-def run_driver(broker_address: str, workdir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GRPC_"))}
-    cmd = [str(E2E_PYTHON), str(HERE / "e2e" / "scenario.py"),
-           "--workdir", str(workdir), "--broker", broker_address, "--seconds", str(SECONDS)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=SECONDS + 300)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"scenario.py did not finish\n{out[-4000:]}\n{err[-4000:]}")
-    finally:
-        # The driver tears its namespace down itself; this covers a driver that was killed.
-        remove_namespace(proc.pid)
-    lines = [line for line in out.splitlines() if line.startswith('{"broker"')]
-    assert proc.returncode == 0 and lines, f"scenario.py exited {proc.returncode}\n{out[-4000:]}\n{err[-6000:]}"
-    return json.loads(lines[-1])
 
 
 def check_track(track: dict) -> None:
@@ -62,11 +34,9 @@ def check_track(track: dict) -> None:
 
 
 def test_agent_forkserver_job_reads_two_publishers_through_the_broker(broker, tmp_dir):
-    if not E2E_PYTHON.exists():
-        unavailable(f"{E2E_PYTHON} is missing: scripts/test-python.sh creates it (livekit-agents and livekit-api)")
-    livekit_server_binary()
-
-    result = run_driver(broker.address, tmp_dir / "run")
+    require_e2e()
+    result = run_driver("scenario.py", "--workdir", str(tmp_dir / "run"), "--broker", broker.address,
+                        "--seconds", str(SECONDS), timeout=SECONDS + 300)
     summary = json.dumps({k: v for k, v in result.items() if k != "job"})[:3000]
     assert not result["hung"] and "failed" not in result, summary
 
