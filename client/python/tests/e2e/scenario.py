@@ -1,10 +1,11 @@
 """One run of the crash scenario against a real livekit-server, with or without the broker.
 
-    python scenario.py --workdir DIR [--broker unix:///path/sock] [--seconds 30]
+    python scenario.py --workdir DIR [--broker unix:///path/sock] [--seconds 24]
 
-A livekit-server in a network namespace; a livekit-agents worker (PROCESS jobs, forkserver);
-two publishers with a sine each (440 Hz, 660 Hz); one job dispatched to the room, which reads both
-tracks for --seconds. With --broker every Python process here (worker, forkserver, job, publishers)
+A livekit-server in a network namespace; a livekit-agents worker (PROCESS jobs, forkserver) whose
+job runs the report's AgentSession with a voice turn (agent_worker.py); two publishers that speak
+in turns, each with a voice of its own pitch (120 Hz, 210 Hz), and listen to the agent; one job
+dispatched to the room, which listens for --seconds. With --broker every Python process here (worker, forkserver, job, publishers)
 goes through the broker; without it each loads the SDK's own liblivekit_ffi (the baseline).
 
 Prints one JSON line (also written to DIR/result.json): what the job measured, how every process
@@ -32,7 +33,7 @@ from harness import API_KEY, API_SECRET, LiveKitServer, Reaper, log, server_bina
 
 HERE = Path(__file__).resolve().parent
 ROOM = "lkb-e2e-room"
-PUBLISHERS = {"pub-440": 440, "pub-660": 660}
+PUBLISHERS = {"pub-120": 120, "pub-210": 210}  # pitch, Hz: no harmonic of either is the reply's 880 Hz
 
 
 def token(identity: str) -> str:
@@ -139,10 +140,10 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
     log("worker_registered", worker_id=registered[0]["worker_id"])
 
     published: dict[str, str] = {}
-    for identity, hz in PUBLISHERS.items():
+    for identity, pitch in PUBLISHERS.items():
         with open(workdir / f"{identity}.log", "w") as plog:
             procs[identity] = reaper.track(subprocess.Popen(
-                [sys.executable, str(HERE / "publisher.py"), "--url", server.url, "--token", token(identity), "--hz", str(hz)],
+                [sys.executable, str(HERE / "publisher.py"), "--url", server.url, "--token", token(identity), "--pitch", str(pitch)],
                 env=env, stdout=subprocess.PIPE, stderr=plog, text=True))
     for identity in PUBLISHERS:
         line = first_line(procs[identity], 60)  # {"published": sid}
@@ -154,6 +155,7 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
             return
         published[identity] = json.loads(line)["published"]
     log("published", tracks=published)
+    result["published"] = published
 
     result["dispatch_id"] = asyncio.run(dispatch(server.http_url, "lkb-e2e-agent"))
     dispatched = time.monotonic()
@@ -227,7 +229,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--broker", default=None, help="broker address; none: the SDK loads liblivekit_ffi itself")
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=24.0)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     # SIGTERM unwinds like an error, so the namespace and every process are still torn down.
