@@ -1,11 +1,12 @@
 """A participant that speaks in turns and listens to the agent, until SIGTERM.
 
-    python publisher.py --url ws://ADDR:7880 --token JWT --pitch 120 [--burst 1.5] [--pause 4.5]
+    python publisher.py --url ws://ADDR:7880 --token JWT --pitch 120
 
 It publishes a microphone track of voice bursts at --pitch Hz (signals.voice_burst: Silero VAD
-takes them for speech) with --pause s of silence between them, so the agent's VAD sees each turn
-end. It subscribes to the agent's audio only and records every lk.transcription text stream and
-every transcription event it receives.
+takes them for speech), BURST_S long with PAUSE_S of silence between them and in step with the
+wall clock, so the agent's VAD sees each turn end and the answer fits in the pause. It subscribes
+to the agent's audio only and records every lk.transcription text stream and every transcription
+event it receives.
 
 Prints JSON lines: {"published": sid} once the track is published, {"stopped": {...}} at the end
 (what it sent; the agent's audio it heard: seconds, dominant frequency, separate replies; the
@@ -18,11 +19,12 @@ import argparse
 import asyncio
 import json
 import signal
+import time
 
 import numpy as np
 from livekit import rtc
 
-from signals import FRAME, RATE, audible, dominant_hz, frames_of, from_pcm, rms, to_pcm, voice_burst
+from signals import BURST_S, FRAME, PAUSE_S, RATE, audible, dominant_hz, frames_of, from_pcm, rms, to_pcm, voice_burst
 
 TRANSCRIPTION_TOPIC = "lk.transcription"  # livekit-agents' TOPIC_TRANSCRIPTION
 REPLY_GAP_FRAMES = 30  # 300 ms of silence or more separates two replies
@@ -103,7 +105,7 @@ class Listener:
         }
 
 
-async def run(url: str, token: str, pitch: float, burst_s: float, pause_s: float) -> dict:
+async def run(url: str, token: str, pitch: float) -> dict:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -115,28 +117,31 @@ async def run(url: str, token: str, pitch: float, burst_s: float, pause_s: float
     pub = await room.local_participant.publish_track(track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
     print(json.dumps({"published": pub.sid}), flush=True)
     rng = np.random.default_rng(int(pitch))  # the same voice every run
-    silence = np.zeros(int(pause_s * RATE))
+    silence = np.zeros(int(PAUSE_S * RATE))
     sent = bursts = audible_sent = 0
     loudest = 0.0
-    while not stop.is_set():
-        speech = voice_burst(pitch, burst_s, rng)
-        bursts += 1
-        audible_sent += int(audible(frames_of(speech)).sum())
-        loudest = max(loudest, rms(speech[:RATE]))
-        turn = np.concatenate([speech, silence])
+    turn = np.zeros(int(-time.time() % (BURST_S + PAUSE_S) * RATE))  # silence until in step
+    while True:
         for start in range(0, len(turn) - FRAME + 1, FRAME):
             if stop.is_set():
                 break
             # capture_frame paces us at real time once the source's queue is full.
             await source.capture_frame(rtc.AudioFrame(to_pcm(turn[start : start + FRAME]), RATE, 1, FRAME))
             sent += 1
+        if stop.is_set():
+            break
+        speech = voice_burst(pitch, BURST_S, rng)
+        bursts += 1
+        audible_sent += int(audible(frames_of(speech)).sum())
+        loudest = max(loudest, rms(speech[:RATE]))
+        turn = np.concatenate([speech, silence])
     await listener.close()
     await room.disconnect()
     await source.aclose()
     return {
         "frames_sent": sent,
         "bursts": bursts,
-        "audible_fraction_sent": round(audible_sent / (bursts * (burst_s + pause_s) * 100), 3),
+        "audible_fraction_sent": round(audible_sent / (max(bursts, 1) * (BURST_S + PAUSE_S) * 100), 3),
         "loudest_second_rms_sent": round(loudest, 4),
         "agent_audio": listener.report(),
         "transcription_streams": listener.streams,
@@ -149,10 +154,8 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--pitch", type=float, required=True)
-    parser.add_argument("--burst", type=float, default=1.5)
-    parser.add_argument("--pause", type=float, default=4.5)
     args = parser.parse_args()
-    print(json.dumps({"stopped": asyncio.run(run(args.url, args.token, args.pitch, args.burst, args.pause))}), flush=True)
+    print(json.dumps({"stopped": asyncio.run(run(args.url, args.token, args.pitch))}), flush=True)
 
 
 if __name__ == "__main__":

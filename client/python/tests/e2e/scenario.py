@@ -8,10 +8,12 @@ in turns, each with a voice of its own pitch (120 Hz, 210 Hz), and listen to the
 dispatched to the room, which listens for --seconds. With --broker every Python process here (worker, forkserver, job, publishers)
 goes through the broker; without it each loads the SDK's own liblivekit_ffi (the baseline).
 
-Prints one JSON line (also written to DIR/result.json): what the job measured, how every process
-ended (exit code, or the signal that ended it; `hung` when something did not finish in time), and
-with the broker what it held for the job's process after the job ended and at the end.
-Run with the e2e virtualenv's python (livekit-agents, livekit-api, livekit_ffi_broker).
+Prints one JSON line (also written to DIR/result.json): what the job measured and its voice turns,
+what each publisher heard of the agent, how every process ended (exit code, or the signal that
+ended it; `hung` when something did not finish in time), with the broker what it held for the
+job's process after the job ended and at the end, and a `summary` of those figures.
+Run with the python of a version pair's virtualenv (build/pyvenv-e2e-*: livekit-agents,
+livekit-plugins-silero, livekit-api, livekit_ffi_broker).
 """
 from __future__ import annotations
 
@@ -30,10 +32,10 @@ from typing import Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import API_KEY, API_SECRET, LiveKitServer, Reaper, log, server_binary  # noqa: E402
+from signals import PUBLISHERS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOM = "lkb-e2e-room"
-PUBLISHERS = {"pub-120": 120, "pub-210": 210}  # pitch, Hz: no harmonic of either is the reply's 880 Hz
 
 
 def token(identity: str) -> str:
@@ -186,6 +188,37 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
         result["broker_after_job"] = broker_state(broker, [job_pid])
 
 
+def summarize(result: dict) -> dict:
+    """The figures a run is judged by, in a few lines: what the job received from each publisher,
+    what each publisher received from the agent, the broker's handles."""
+    job = result.get("job") or {}
+    voice = job.get("voice") or {}
+    return {
+        "versions": job.get("versions"),
+        "frames": {t["identity"]: t["frames"] for t in job.get("tracks", [])},
+        "turns": [{"identity": t["identity"], "transcript": t["transcript"], "answered": bool(t.get("replies"))}
+                  for t in voice.get("turns", [])],
+        "heard_by_publishers": {
+            identity: {
+                "reply_audio_s": p.get("agent_audio", {}).get("audible_s"),
+                "reply_hz": p.get("agent_audio", {}).get("hz"),
+                "replies": p.get("agent_audio", {}).get("replies"),
+                "transcription_streams": len(p.get("transcription_streams", [])),
+                "transcription_events": len(p.get("transcription_events", [])),
+                "texts": sorted({t["text"] for t in p.get("transcription_streams", []) + p.get("transcription_events", [])}),
+            }
+            for identity, p in result.get("publishers", {}).items()
+        },
+        "handles": {
+            "job_mid_read": (job.get("broker_session_mid_read") or {}).get("owned_handles"),
+            "job_after_read": (job.get("broker_session_after_read") or {}).get("owned_handles"),
+            "after_job": (result.get("broker_after_job") or {}).get("owned_handles"),
+            "at_end": (result.get("broker_at_end") or {}).get("owned_handles"),
+        },
+        "durations": result.get("durations"),
+    }
+
+
 def run(workdir: Path, broker: Optional[str], seconds: float) -> dict:
     reaper = Reaper()
     started = time.monotonic()
@@ -222,6 +255,7 @@ def run(workdir: Path, broker: Optional[str], seconds: float) -> dict:
     result["left_running"] = reaper.drain(10)
     result["orphans"] = reaper.orphans
     result["durations"]["total_s"] = round(time.monotonic() - started, 1)
+    result["summary"] = summarize(result)
     return result
 
 

@@ -2,7 +2,7 @@
 own stt.STT, llm.LLM and tts.TTS that a plugin would be, doing something checkable instead.
 
 - PitchSTT hears a speech segment (cut by the Silero VAD through the agents' StreamAdapter) and
-  transcribes it as the pitch it heard: "a voice at 120 hertz".
+  transcribes it as the pitch of the voice it heard: "a voice at 120 hertz".
 - FixedLLM answers every turn with REPLY_TEXT.
 - SineTTS speaks any text as REPLY_SECONDS of a REPLY_HZ sine.
 
@@ -17,11 +17,12 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, llm, stt, tts
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
-from signals import REPLY_HZ, dominant_hz, from_pcm, sine, to_pcm
+from signals import REPLY_HZ, REPLY_SECONDS, REPLY_TEXT, audible, frames_of, from_pcm, pitch_hz, sine, to_pcm
 
-REPLY_TEXT = "Hello from the agent behind the broker."
-REPLY_SECONDS = 1.2
 TTS_RATE = 24000
+# Less voice than this is a scrap (the job may start listening mid-turn): too short to tell its
+# pitch, so no transcript, as an STT gives none for noise.
+MIN_VOICE_S = 0.5
 
 
 def transcript_for(hz: float) -> str:
@@ -37,7 +38,8 @@ class PitchSTT(stt.STT):
     ) -> stt.SpeechEvent:
         frame = rtc.combine_audio_frames(buffer)
         samples = from_pcm(frame.data)[:: frame.num_channels]
-        text = transcript_for(dominant_hz(samples, frame.sample_rate))
+        voice_s = int(audible(frames_of(samples, frame.sample_rate)).sum()) / 100
+        text = transcript_for(pitch_hz(samples, frame.sample_rate)) if voice_s >= MIN_VOICE_S else ""
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             alternatives=[stt.SpeechData(language="en", text=text, confidence=1.0)],
