@@ -26,6 +26,7 @@ import { NativeShim } from './native/shim.js';
 import { OutputMemory } from './output_memory.js';
 import { packageVersion } from './paths.js';
 import { RequestExecutor } from './request_executor.js';
+import { RoomCloser } from './room_closer.js';
 import { SDK_BRIDGES, bridgesFor, requestsAfter, type RoutedEvent } from './sdk_bridges.js';
 import { Session, type SessionCall, type SessionLimits } from './session.js';
 
@@ -75,9 +76,11 @@ export class Broker {
   readonly library: FfiLibrary;
   private readonly shim: NativeShim;
   private readonly pump: EventPump;
-  private readonly registry = new HandleRegistry<Session>();
-  private readonly executor: RequestExecutor<Session>;
-  private readonly router: EventRouter<Session>;
+  // The room closer owns the async ids of the disconnects the broker issues itself.
+  private readonly registry = new HandleRegistry<Session | RoomCloser>();
+  private readonly closer: RoomCloser;
+  private readonly executor: RequestExecutor<Session | RoomCloser>;
+  private readonly router: EventRouter<Session | RoomCloser>;
   readonly metrics: Metrics;
   private readonly sessions = new Map<string, Session>();
   private readonly graceTimers = new Map<Session, NodeJS.Timeout>();
@@ -94,7 +97,11 @@ export class Broker {
     this.shim = new NativeShim();
     const location = locateLibrary(options.ffiLib);
     this.library = new FfiLibrary(location, this.shim, this.version);
-    const output = new OutputMemory<Session>(this.library, this.shim, this.registry, log);
+    this.closer = new RoomCloser(this.library, this.registry);
+    const output = new OutputMemory(this.library, this.shim, this.registry, log, (rooms) => {
+      log.info({ rooms: rooms.map(String) }, 'a connect completed after its session ended');
+      this.closer.close(rooms, [], log);
+    });
     this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, new HostPolicy(options), options.maxMessageBytes);
     this.metrics = new Metrics({
       sessions: () => {
@@ -112,7 +119,7 @@ export class Broker {
     });
     this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), { panic: (message) => this.onPanic(message), routed: (session, event) => this.bridgeAfter(session, event) }, this.metrics);
     this.pump = new EventPump(this.shim, (events) => {
-      for (const session of this.router.route(events)) if (session.overflowed) this.overflow(session);
+      for (const owner of this.router.route(events)) if (owner instanceof Session && owner.overflowed) this.overflow(owner);
     });
     if (!this.pump.start()) log.warn('could not make the event loop SCHED_BATCH; library threads may be preempted by it inside the callback');
     log.info({ ffiLibrary: location.path, ffiVersion: location.version }, 'liblivekit_ffi loaded and initialized');
@@ -271,15 +278,15 @@ export class Broker {
     session.respond(refused.length > 0 ? refuse.dropNotOwned(refused).toResponse(drop.requestId) : create(ResponseSchema, { requestId: drop.requestId }));
   }
 
-  /** Ends the session and drops everything it owned; safe to call more than once. */
+  /** Ends the session, disconnects its rooms and drops everything it owned; safe to call more than once. */
   private release(session: Session): void {
     if (!this.sessions.delete(session.id)) return;
     clearTimeout(this.graceTimers.get(session));
     this.graceTimers.delete(session);
     session.close();
-    const handles = this.registry.forget(session);
-    for (const handle of handles) this.library.dropHandle(handle);
-    session.log.info({ droppedHandles: handles.length }, 'session ended; its handles were dropped');
+    const { rooms, others } = this.registry.forget(session);
+    session.log.info({ rooms: rooms.length, handles: rooms.length + others.length }, 'session ended');
+    this.closer.close(rooms, others, session.log);
   }
 
   private overflow(session: Session): void {
@@ -336,12 +343,14 @@ export class Broker {
     this.close();
   }
 
-  /** Ends every session at once (their handles dropped), then disposes of the library. */
+  /** Ends every session at once, disposes of the library (closing their rooms), then drops their handles. */
   close(): void {
     this.closing = true;
     for (const session of [...this.sessions.values()]) this.release(session);
     this.pump.stop();
+    // Disposing closes every room the library still holds, those being disconnected included.
     this.library.dispose();
+    this.closer.dropAll();
   }
 
   get isClosing(): boolean {

@@ -9,6 +9,7 @@ import type { HandleRegistry, Owner } from './handle_registry.js';
 import type { NativeEvent } from './native/event_pump.js';
 import type { OutputMemory } from './output_memory.js';
 import { logNativeRecords } from './native_log.js';
+import { LAST_EVENTS } from './handles_freed_by_library.js';
 import type { Metrics } from './metrics.js';
 import type { RoutedEvent } from './sdk_bridges.js';
 
@@ -68,6 +69,7 @@ export class EventRouter<O extends EventReceiver> {
       }
       const { owner, rewritten } = this.ownerOf(chosen.value);
       const buffers = this.output.take(chosen.value, owner);
+      this.noteLastEvent(chosen.kind, chosen.value);
       if (owner === undefined) {
         this.metrics.eventsDropped.inc({ kind: chosen.kind, reason: 'unowned' });
         if (this.log.isLevelEnabled('debug')) this.log.debug({ kind: chosen.typeName }, 'event names nothing any session owns; dropped');
@@ -80,6 +82,14 @@ export class EventRouter<O extends EventReceiver> {
     }
     for (const owner of touched) owner.flushEvents();
     return touched;
+  }
+
+  /** A freed handle's last event: later events naming it are nobody's. */
+  private noteLastEvent(kind: string, value: SchemaMessage): void {
+    const last = LAST_EVENTS.get(kind);
+    if (last === undefined || (value[last.oneof] as { case?: string } | undefined)?.case !== last.last) return;
+    const handle = value[last.handle];
+    if (typeof handle === 'bigint') this.registry.lastEvent(handle);
   }
 
   private ownerOf(value: SchemaMessage): { owner: O | undefined; rewritten: boolean } {
@@ -98,7 +108,7 @@ export class EventRouter<O extends EventReceiver> {
     for (const field of plan.handleRefs) {
       const handle = fieldValue(value, field);
       if (typeof handle !== 'bigint') continue;
-      const owner = this.registry.ownerOf(handle) ?? this.registry.formerOwner(handle);
+      const owner = this.registry.eventOwner(handle);
       if (owner !== undefined) return { owner, rewritten: false };
     }
     return { owner: undefined, rewritten: false };

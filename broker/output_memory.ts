@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { BufferSchema, type Buffer as WireBuffer } from '../proto/gen/ffi_broker_pb.js';
 import { walk, type SchemaMessage } from './livekit_schema.js';
 import { MEMORY_HANDLE_TYPES, pointerField } from './pointer_fields.js';
-import type { HandleRegistry, Owner } from './handle_registry.js';
+import { OWNED_ROOM, type HandleRegistry, type Owner } from './handle_registry.js';
 import type { FfiLibrary } from './native/ffi_library.js';
 import type { NativeShim } from './native/shim.js';
 
@@ -18,15 +18,19 @@ export class OutputMemory<O extends Owner> {
     private readonly shim: NativeShim,
     private readonly registry: HandleRegistry<O>,
     private readonly log: Logger,
+    /** Takes rooms nobody owns (disconnects, then drops them). */
+    private readonly orphanRooms: (rooms: bigint[]) => void,
   ) {}
 
   /**
    * Walks `value` (the selected oneof of a response or event). `owner` receives its handles;
-   * without an owner (an event nobody owns) every handle is dropped instead. Returns the buffers.
+   * without an owner (an event nobody owns) every handle is dropped instead, and a room is handed
+   * to `orphanRooms`. Returns the buffers.
    */
   take(value: SchemaMessage, owner: O | undefined): WireBuffer[] {
     const ranges: { ptr: bigint; end: bigint }[] = [];
     const drops: bigint[] = [];
+    const orphanRooms: bigint[] = [];
     walk(value, {
       pointer: (holder, field, address) => {
         const typeName = holder.getType().typeName;
@@ -39,8 +43,10 @@ export class OutputMemory<O extends Owner> {
         if (owner !== undefined && address !== 0n && size > 0) ranges.push({ ptr: address, end: address + BigInt(size) });
       },
       ownedHandle: (id, container) => {
-        if (owner === undefined || (container !== undefined && MEMORY_HANDLE_TYPES.has(container.getType().typeName))) drops.push(id);
-        else this.registry.own(owner, id);
+        const ownedType = container?.getType().typeName;
+        if (owner === undefined && ownedType === OWNED_ROOM) orphanRooms.push(id);
+        else if (owner === undefined || (ownedType !== undefined && MEMORY_HANDLE_TYPES.has(ownedType))) drops.push(id);
+        else this.registry.own(owner, id, ownedType);
       },
     });
     // One Buffer per contiguous region: a video frame's planes point inside the frame's Buffer.
@@ -59,6 +65,8 @@ export class OutputMemory<O extends Owner> {
     flush();
     // After copying: these handles keep the memory just read alive.
     for (const id of drops) this.library.dropHandle(id);
+    // A connect that completed after its session ended: the room is connected in the library.
+    if (orphanRooms.length > 0) this.orphanRooms(orphanRooms);
     return buffers;
   }
 

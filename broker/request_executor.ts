@@ -10,6 +10,7 @@ import { valueVerdict } from './request_values.js';
 import type { HostPolicy } from './host_policy.js';
 import { kindVerdict, requestCarriesPointers } from './request_kinds.js';
 import { Refusal, refuse } from './errors.js';
+import { FREED_BY_REQUEST } from './handles_freed_by_library.js';
 import type { HandleRegistry, Owner } from './handle_registry.js';
 import type { FfiLibrary } from './native/ffi_library.js';
 import type { NativeShim } from './native/shim.js';
@@ -84,6 +85,7 @@ export class RequestExecutor<O extends Owner> {
         }
       }
       const answer = this.library.request(bytes);
+      this.forgetFreed(chosen.kind, chosen.value);
       if (answer === null) throw refuse.ffiFailed(typeName);
       return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId, memory.written()) };
     } catch (err) {
@@ -92,6 +94,13 @@ export class RequestExecutor<O extends Owner> {
     } finally {
       memory.release();
     }
+  }
+
+  /** A request that frees a handle in the library did so once called, whatever it answered. */
+  private forgetFreed(kind: string, value: SchemaMessage): void {
+    const freed = FREED_BY_REQUEST[kind];
+    const handle = freed === undefined ? undefined : value[freed.handle];
+    if (typeof handle === 'bigint') this.registry.consume(handle, freed?.eventsUntil !== undefined);
   }
 
   private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined, written: WireBuffer[]): Response {

@@ -14,30 +14,20 @@ available; with LKB_E2E_REQUIRE=1 (set by .ci/run) those are failures instead.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, HERE
-
-sys.path.insert(0, str(HERE / "e2e"))
-
-from harness import netns_usable, remove_namespace, server_binary  # noqa: E402
-from signals import LEVEL, PUBLISHERS as PITCH, REPLY_HZ, REPLY_SECONDS, REPLY_TEXT  # noqa: E402
+from conftest import REPO
+from e2e_drivers import e2e_python, require_e2e, run_driver
+# tests/e2e/, on the path since e2e_drivers' import
+from signals import LEVEL, PUBLISHERS as PITCH, REPLY_HZ, REPLY_SECONDS, REPLY_TEXT
 
 SECONDS = 24  # the job listens this long: 4 turns of 6 s (signals.BURST_S + PAUSE_S)
 PAIRS = ["report", "newest"]
 REPORTS = REPO / "build" / "e2e"
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("LKB_E2E_REQUIRE") == "1":
-        pytest.fail(f"end-to-end test required (LKB_E2E_REQUIRE=1) but: {reason}")
-    pytest.skip(reason)
 
 
 def pinned(python: Path, pair: str) -> dict[str, str]:
@@ -46,25 +36,6 @@ def pinned(python: Path, pair: str) -> dict[str, str]:
     requires = json.loads(subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout)
     pins = (re.fullmatch(rf'([\w-]+)==([\w.]+); extra == "e2e-{pair}"', r) for r in requires)
     return {m[1]: m[2] for m in pins if m}
-
-
-def run_driver(python: Path, broker_address: str, workdir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GRPC_"))}
-    cmd = [str(python), str(HERE / "e2e" / "scenario.py"),
-           "--workdir", str(workdir), "--broker", broker_address, "--seconds", str(SECONDS)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=SECONDS + 300)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"scenario.py did not finish\n{out[-4000:]}\n{err[-4000:]}")
-    finally:
-        # The driver tears its namespace down itself; this covers a driver that was killed.
-        remove_namespace(proc.pid)
-    lines = [line for line in out.splitlines() if line.startswith('{"broker"')]
-    assert proc.returncode == 0 and lines, f"scenario.py exited {proc.returncode}\n{out[-4000:]}\n{err[-6000:]}"
-    return json.loads(lines[-1])
 
 
 def near(hz: float, target: float, tolerance: float) -> bool:
@@ -124,17 +95,10 @@ def check_listener(identity: str, record: dict, track_sid: str, agent_replies: i
 
 @pytest.mark.parametrize("pair", PAIRS)
 def test_report_agent_voice_turn_in_forkserver_job_through_the_broker(pair, broker, tmp_dir):
-    python = REPO / "build" / f"pyvenv-e2e-{pair}" / "bin" / "python"
-    if not python.exists():
-        unavailable(f"{python} is missing: scripts/python-venvs.sh creates it (the e2e-{pair} extra)")
-    ok, why = netns_usable()
-    if not ok:
-        unavailable(f"cannot create a network namespace for livekit-server: {why}")
-    binary, why = server_binary(build=True)
-    if binary is None:
-        unavailable(f"no livekit-server binary: {why}")
-
-    result = run_driver(python, broker.address, tmp_dir / "run")
+    python = e2e_python(pair)
+    require_e2e(python)
+    result = run_driver("scenario.py", "--workdir", str(tmp_dir / "run"), "--broker", broker.address,
+                        "--seconds", str(SECONDS), timeout=SECONDS + 300, python=python)
     REPORTS.mkdir(parents=True, exist_ok=True)
     (REPORTS / f"{pair}.json").write_text(json.dumps(result, indent=1))
     print(f"E2E {pair} {json.dumps(result['summary'])}")

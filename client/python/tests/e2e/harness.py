@@ -8,16 +8,18 @@ clients contact nothing but those two addresses (and loopback, for the broker).
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 REPO = Path(__file__).resolve().parents[4]
 SERVER_SCRIPT = REPO / "scripts" / "livekit-server.sh"
@@ -26,6 +28,34 @@ API_KEY, API_SECRET = "devkey", "secret"  # livekit-server --dev
 
 def log(event: str, **fields) -> None:
     print(json.dumps({"e2e": event, "t": round(time.time(), 3), **fields}), flush=True)
+
+
+def driver_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], dict]) -> int:
+    """A driver's main: adds --workdir (made) and --broker to `parser`, runs `run(args)`, writes
+    its result to DIR/result.json and prints it as one JSON line."""
+    parser.add_argument("--workdir", required=True, type=Path)
+    parser.add_argument("--broker", default=None, help="broker address; none: the SDK loads liblivekit_ffi itself")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    # SIGTERM unwinds like an error, so the namespace and every process are still torn down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    result = run(args)
+    (args.workdir / "result.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def driver_setup(broker: Optional[str]) -> tuple[str, dict[str, str]]:
+    """The server binary (built if needed) and the environment of a driver's SDK processes:
+    through the broker at `broker`, else with the SDK's own liblivekit_ffi."""
+    binary, why = server_binary(build=True)
+    if binary is None:
+        raise RuntimeError(why)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GRPC_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    if broker:
+        env["LIVEKIT_FFI_BROKER"] = broker
+    return binary, env
 
 
 def server_binary(build: bool) -> tuple[Optional[str], str]:

@@ -31,7 +31,7 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import API_KEY, API_SECRET, LiveKitServer, Reaper, log, server_binary  # noqa: E402
+from harness import API_KEY, API_SECRET, LiveKitServer, Reaper, driver_main, driver_setup, log  # noqa: E402
 from signals import PUBLISHERS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -223,13 +223,7 @@ def run(workdir: Path, broker: Optional[str], seconds: float) -> dict:
     reaper = Reaper()
     started = time.monotonic()
     result: dict = {"broker": broker, "seconds": seconds, "hung": [], "durations": {}}
-    binary, why = server_binary(build=True)
-    if binary is None:
-        raise RuntimeError(why)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GRPC_"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    if broker:
-        env["LIVEKIT_FFI_BROKER"] = broker
+    binary, env = driver_setup(broker)
     procs: dict[str, subprocess.Popen] = {}
     with LiveKitServer(binary, workdir) as server:
         reaper.track(server.process)
@@ -261,17 +255,8 @@ def run(workdir: Path, broker: Optional[str], seconds: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--workdir", required=True, type=Path)
-    parser.add_argument("--broker", default=None, help="broker address; none: the SDK loads liblivekit_ffi itself")
     parser.add_argument("--seconds", type=float, default=24.0)
-    args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    # SIGTERM unwinds like an error, so the namespace and every process are still torn down.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    result = run(args.workdir, args.broker, args.seconds)
-    (args.workdir / "result.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result), flush=True)
-    return 0
+    return driver_main(parser, lambda args: run(args.workdir, args.broker, args.seconds))
 
 
 if __name__ == "__main__":
