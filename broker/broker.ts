@@ -117,7 +117,7 @@ export class Broker {
         return { depth: Number(q.pushed - q.popped), callbackMaxSeconds: Number(q.callbackMaxNs) / 1e9 };
       },
     });
-    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), { panic: (message) => this.onPanic(message), routed: (session, event) => this.bridgeAfter(session, event) }, this.metrics);
+    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), { panic: (message) => this.onPanic(message), routed: (owner, event) => { if (owner instanceof Session) this.bridgeAfter(owner, event); } }, this.metrics);
     this.pump = new EventPump(this.shim, (events) => {
       for (const owner of this.router.route(events)) if (owner instanceof Session && owner.overflowed) this.overflow(owner);
     });
