@@ -132,7 +132,7 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
             [sys.executable, str(HERE / "agent_worker.py")],
             env=worker_env, stdout=wlog, stderr=subprocess.STDOUT))
     registered = wait_until("worker registration", lambda: [e for e in read_events(workdir) if e["event"] == "registered"],
-                            60, reaper, [procs["worker"]])
+                            120, reaper, [procs["worker"]])
     if not registered:
         if procs["worker"].poll() is None:
             result["hung"].append("worker registration")
