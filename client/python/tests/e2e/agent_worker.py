@@ -136,7 +136,8 @@ class Turns:
             self.turns.append({"identity": self.linked(), "transcript": ev.transcript, "heard_s": self.now()})
 
     def on_item(self, ev) -> None:
-        if ev.item.role != "assistant" or not self.turns:
+        # Items are messages, and other things (an agent handoff at the start) with no role.
+        if getattr(ev.item, "role", None) != "assistant" or not self.turns:
             return
         self.turns[-1].setdefault("replies", []).append({"text": ev.item.text_content, "answered_s": self.now()})
         self.heard.add(self.turns[-1]["identity"])
