@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python client's checks: its virtualenvs (scripts/python-venvs.sh), its generated code current
 # with proto/, and pytest against the real broker that `npm install` built (including the
-# end-to-end test against a real livekit-server, whose worker runs from build/pyvenv-e2e).
+# end-to-end tests against a real livekit-server, whose processes run from build/pyvenv-e2e-*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/python-venvs.sh

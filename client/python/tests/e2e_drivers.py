@@ -1,5 +1,5 @@
-"""Runs a driver of tests/e2e (its own process, with the e2e virtualenv's python) from a pytest,
-after checking what the end-to-end tests need: the e2e virtualenv, network namespaces and the
+"""Runs a driver of tests/e2e (its own process, with the python of an e2e virtualenv) from a
+pytest, after checking what the end-to-end tests need: that virtualenv, network namespaces and the
 livekit-server binary. A missing one skips with the reason; with LKB_E2E_REQUIRE=1 (set by
 .ci/run) it fails instead."""
 from __future__ import annotations
@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO, HERE, livekit_server_binary, unavailable
 
@@ -15,19 +16,26 @@ sys.path.insert(0, str(HERE / "e2e"))
 
 from harness import remove_namespace  # noqa: E402
 
-E2E_PYTHON = REPO / "build" / "pyvenv-e2e" / "bin" / "python"
+
+def e2e_python(pair: str) -> Path:
+    """The python of the virtualenv of an e2e version pair (scripts/python-venvs.sh)."""
+    return REPO / "build" / f"pyvenv-e2e-{pair}" / "bin" / "python"
 
 
-def require_e2e() -> None:
-    if not E2E_PYTHON.exists():
-        unavailable(f"{E2E_PYTHON} is missing: scripts/test-python.sh creates it (livekit-agents and livekit-api)")
+# The drivers other than the agent's scenario need only livekit and livekit-api: the newest pair's.
+E2E_PYTHON = e2e_python("newest")
+
+
+def require_e2e(python: Path = E2E_PYTHON) -> None:
+    if not python.exists():
+        unavailable(f"{python} is missing: scripts/python-venvs.sh creates it (livekit-agents and livekit-api)")
     livekit_server_binary()
 
 
-def run_driver(script: str, *args: str, timeout: float) -> dict:
+def run_driver(script: str, *args: str, timeout: float, python: Path = E2E_PYTHON) -> dict:
     """Runs tests/e2e/<script> with `args`; its last stdout line starting with {"broker" is its result."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "GRPC_"))}
-    proc = subprocess.Popen([str(E2E_PYTHON), str(HERE / "e2e" / script), *args],
+    proc = subprocess.Popen([str(python), str(HERE / "e2e" / script), *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)

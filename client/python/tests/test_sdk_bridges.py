@@ -1,7 +1,7 @@
 """SDK releases older than the broker's liblivekit_ffi, against a real livekit-server (the e2e
 harness, tests/e2e/harness.py), and the library-wide events of a room routed to its owner only.
 
-- livekit 1.1.5 (the crash report's SDK, build/pyvenv-sdk-1.1.5) never sends the
+- livekit 1.1.5 (the crash report's SDK, the e2e report pair's virtualenv) never sends the
   ReadyForRoomEventRequest that liblivekit_ffi 0.12.75 waits for after each ConnectCallback. Through
   the broker its rooms get their events past the library's 15 s timeout, both with the bridge
   (the broker sends it) and with the broker started on 1.1.5's own library (--ffi-lib, no bridge).
@@ -23,20 +23,20 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import HERE, REPO, livekit_server_binary, scenario_env, start_broker, unavailable
+from conftest import HERE, livekit_server_binary, scenario_env, start_broker, unavailable
 
 sys.path.insert(0, str(HERE / "e2e"))
 
 from harness import LiveKitServer  # noqa: E402
 from sdk_rooms import join_token  # noqa: E402
+from e2e_drivers import e2e_python  # noqa: E402
 
-SDK_1_1_5 = REPO / "build" / "pyvenv-sdk-1.1.5"
 SECONDS = 20  # past the library's 15 s ReadyForRoomEvent timeout
 READY_TIMEOUT_S = 15
 
 
 def sdk_venv() -> Path:
-    python = SDK_1_1_5 / "bin" / "python"
+    python = e2e_python("report")
     if not python.exists():
         unavailable(f"{python} is missing: scripts/python-venvs.sh creates it (livekit 1.1.5)")
     return python

@@ -5,7 +5,7 @@ server's own participant list (RoomService.ListParticipants) as the judge.
 
 - text_streams (broker only): one worker process, two participants, --count text streams each way
   (tests/e2e/text_streams.py), sampling the session's owned handles from the broker's Info.
-- kill_published: a publisher (tests/e2e/publisher.py, a sine as microphone track) SIGKILLed once
+- kill_published: a publisher (tests/e2e/publisher.py, a voice as microphone track) SIGKILLed once
   the server lists it; how long until the server lists it no more.
 - kill_connecting (broker only): the same publisher SIGKILLed as soon as its broker session exists,
   before its ConnectCallback gave it any handle (its connect still in flight).
@@ -66,7 +66,7 @@ async def kill_and_watch(server: LiveKitServer, env: dict, broker: Optional[str]
     record: dict = {"identity": identity, "end": end}
     with open(workdir / f"{identity}.log", "w") as plog:
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "publisher.py"), "--url", server.url, "--token", token(identity), "--hz", "440"],
+            [sys.executable, str(HERE / "publisher.py"), "--url", server.url, "--token", token(identity), "--pitch", "120"],
             env=env, stdout=subprocess.PIPE, stderr=plog, text=True)
     async with api.LiveKitAPI(server.http_url, API_KEY, API_SECRET) as lk:
         try:

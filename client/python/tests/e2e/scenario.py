@@ -1,16 +1,19 @@
 """One run of the crash scenario against a real livekit-server, with or without the broker.
 
-    python scenario.py --workdir DIR [--broker unix:///path/sock] [--seconds 30]
+    python scenario.py --workdir DIR [--broker unix:///path/sock] [--seconds 24]
 
-A livekit-server in a network namespace; a livekit-agents worker (PROCESS jobs, forkserver);
-two publishers with a sine each (440 Hz, 660 Hz); one job dispatched to the room, which reads both
-tracks for --seconds. With --broker every Python process here (worker, forkserver, job, publishers)
+A livekit-server in a network namespace; a livekit-agents worker (PROCESS jobs, forkserver) whose
+job runs the report's AgentSession with a voice turn (agent_worker.py); two publishers that speak
+in turns, each with a voice of its own pitch (120 Hz, 210 Hz), and listen to the agent; one job
+dispatched to the room, which listens for --seconds. With --broker every Python process here (worker, forkserver, job, publishers)
 goes through the broker; without it each loads the SDK's own liblivekit_ffi (the baseline).
 
-Prints one JSON line (also written to DIR/result.json): what the job measured, how every process
-ended (exit code, or the signal that ended it; `hung` when something did not finish in time), and
-with the broker what it held for the job's process after the job ended and at the end.
-Run with the e2e virtualenv's python (livekit-agents, livekit-api, livekit_ffi_broker).
+Prints one JSON line (also written to DIR/result.json): what the job measured and its voice turns,
+what each publisher heard of the agent, how every process ended (exit code, or the signal that
+ended it; `hung` when something did not finish in time), with the broker what it held for the
+job's process after the job ended and at the end, and a `summary` of those figures.
+Run with the python of a version pair's virtualenv (build/pyvenv-e2e-*: livekit-agents,
+livekit-plugins-silero, livekit-api, livekit_ffi_broker).
 """
 from __future__ import annotations
 
@@ -29,10 +32,10 @@ from typing import Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import API_KEY, API_SECRET, LiveKitServer, Reaper, driver_main, driver_setup, log  # noqa: E402
+from signals import PUBLISHERS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOM = "lkb-e2e-room"
-PUBLISHERS = {"pub-440": 440, "pub-660": 660}
 
 
 def token(identity: str) -> str:
@@ -129,7 +132,7 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
             [sys.executable, str(HERE / "agent_worker.py")],
             env=worker_env, stdout=wlog, stderr=subprocess.STDOUT))
     registered = wait_until("worker registration", lambda: [e for e in read_events(workdir) if e["event"] == "registered"],
-                            60, reaper, [procs["worker"]])
+                            120, reaper, [procs["worker"]])
     if not registered:
         if procs["worker"].poll() is None:
             result["hung"].append("worker registration")
@@ -139,10 +142,10 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
     log("worker_registered", worker_id=registered[0]["worker_id"])
 
     published: dict[str, str] = {}
-    for identity, hz in PUBLISHERS.items():
+    for identity, pitch in PUBLISHERS.items():
         with open(workdir / f"{identity}.log", "w") as plog:
             procs[identity] = reaper.track(subprocess.Popen(
-                [sys.executable, str(HERE / "publisher.py"), "--url", server.url, "--token", token(identity), "--hz", str(hz)],
+                [sys.executable, str(HERE / "publisher.py"), "--url", server.url, "--token", token(identity), "--pitch", str(pitch)],
                 env=env, stdout=subprocess.PIPE, stderr=plog, text=True))
     for identity in PUBLISHERS:
         line = first_line(procs[identity], 60)  # {"published": sid}
@@ -154,6 +157,7 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
             return
         published[identity] = json.loads(line)["published"]
     log("published", tracks=published)
+    result["published"] = published
 
     result["dispatch_id"] = asyncio.run(dispatch(server.http_url, "lkb-e2e-agent"))
     dispatched = time.monotonic()
@@ -182,6 +186,37 @@ def drive(server: LiveKitServer, workdir: Path, broker: Optional[str], seconds: 
         result["hung"].append("job process exit")
     elif broker:
         result["broker_after_job"] = broker_state(broker, [job_pid])
+
+
+def summarize(result: dict) -> dict:
+    """The figures a run is judged by, in a few lines: what the job received from each publisher,
+    what each publisher received from the agent, the broker's handles."""
+    job = result.get("job") or {}
+    voice = job.get("voice") or {}
+    return {
+        "versions": job.get("versions"),
+        "frames": {t["identity"]: t["frames"] for t in job.get("tracks", [])},
+        "turns": [{"identity": t["identity"], "transcript": t["transcript"], "answered": bool(t.get("replies"))}
+                  for t in voice.get("turns", [])],
+        "heard_by_publishers": {
+            identity: {
+                "reply_audio_s": p.get("agent_audio", {}).get("audible_s"),
+                "reply_hz": p.get("agent_audio", {}).get("hz"),
+                "replies": p.get("agent_audio", {}).get("replies"),
+                "transcription_streams": len(p.get("transcription_streams", [])),
+                "transcription_events": len(p.get("transcription_events", [])),
+                "texts": sorted({t["text"] for t in p.get("transcription_streams", []) + p.get("transcription_events", [])}),
+            }
+            for identity, p in result.get("publishers", {}).items()
+        },
+        "handles": {
+            "job_mid_read": (job.get("broker_session_mid_read") or {}).get("owned_handles"),
+            "job_after_read": (job.get("broker_session_after_read") or {}).get("owned_handles"),
+            "after_job": (result.get("broker_after_job") or {}).get("owned_handles"),
+            "at_end": (result.get("broker_at_end") or {}).get("owned_handles"),
+        },
+        "durations": result.get("durations"),
+    }
 
 
 def run(workdir: Path, broker: Optional[str], seconds: float) -> dict:
@@ -214,12 +249,13 @@ def run(workdir: Path, broker: Optional[str], seconds: float) -> dict:
     result["left_running"] = reaper.drain(10)
     result["orphans"] = reaper.orphans
     result["durations"]["total_s"] = round(time.monotonic() - started, 1)
+    result["summary"] = summarize(result)
     return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=24.0)
     return driver_main(parser, lambda args: run(args.workdir, args.broker, args.seconds))
 
 
