@@ -27,7 +27,7 @@ import { OutputMemory } from './output_memory.js';
 import { packageVersion } from './paths.js';
 import { RequestExecutor } from './request_executor.js';
 import { RoomCloser } from './room_closer.js';
-import { SDK_BRIDGES, bridgesFor, libraryAwaitsReady, requestsAfter, type RoutedEvent } from './sdk_bridges.js';
+import { SDK_BRIDGES, bridgesFor, handlesDroppedAfter, libraryAwaitsReady, requestsAfter, type RoutedEvent } from './sdk_bridges.js';
 import { Session, type SessionCall, type SessionLimits } from './session.js';
 
 export interface BrokerOptions extends HostPolicyOptions {
@@ -213,8 +213,13 @@ export class Broker {
     return session;
   }
 
-  /** Sends what the session's SDK bridges call for after `event` was routed to it (sdk_bridges.ts). */
+  /** Does what the session's SDK bridges call for after `event` was routed to it (sdk_bridges.ts). */
   private bridgeAfter(session: Session, event: RoutedEvent): void {
+    for (const handle of handlesDroppedAfter(session.bridges, event)) {
+      if (!this.registry.owns(session, handle)) continue;
+      this.registry.release(handle);
+      this.library.dropHandle(handle);
+    }
     for (const { bridge, bytes, roomHandle } of requestsAfter(session.bridges, event)) {
       const answered = this.library.request(bytes) !== null;
       if (answered) session.log.debug({ bridge, roomHandle: String(roomHandle) }, 'bridge request sent for the session');

@@ -6,15 +6,15 @@
 // what the SDK does not. An unknown or empty SDK version gets no bridges.
 import { FfiRequest } from './livekit_schema.js';
 
-export type BridgeName = 'ready-for-room-event';
+export type BridgeName = 'ready-for-room-event' | 'drop-unread-stream-readers';
 
 interface BridgeRow {
   name: BridgeName;
   sdk: string;
   /** The first SDK release that does it itself: releases before it get the bridge. */
   sdkBefore: string;
-  /** The first library release that needs it; an unreadable library version counts as needing it. */
-  libraryFrom: string;
+  /** The first library release that needs it (none: every library); an unreadable version counts as needing it. */
+  libraryFrom?: string;
   /** What the difference is and where it comes from (the log and README say it). */
   why: string;
 }
@@ -32,6 +32,16 @@ export const SDK_BRIDGES: readonly BridgeRow[] = [
       'liblivekit_ffi from 0.12.59 holds back a room\'s events after its ConnectCallback until ReadyForRoomEventRequest{room_handle} ' +
       'and tears the room down 15 s later without it; the Python SDK sends it from 1.1.10 (python-sdks #665). ' +
       'The broker sends it for the session right after routing a successful ConnectCallback to it',
+  },
+  {
+    name: 'drop-unread-stream-readers',
+    sdk: 'python',
+    sdkBefore: '1.1.15',
+    why:
+      'liblivekit_ffi opens a reader handle for every incoming text or byte stream (RoomEvent text_stream_opened, ' +
+      'byte_stream_opened); the Python SDK reads data streams from the stream_header/chunk events instead and ' +
+      'handles (or drops) those readers only from 1.1.15, so an older SDK leaks one per stream (a voice agent: one per ' +
+      'transcription). The broker drops each such reader right after routing its event to the session',
   },
 ];
 
@@ -54,7 +64,8 @@ export function bridgesFor(sdk: string, sdkVersion: string, libraryVersion: stri
 }
 
 /** Whether the library of `libraryVersion` is `from` or later; an unreadable version counts as later. */
-function libraryIsFrom(libraryVersion: string, from: string): boolean {
+function libraryIsFrom(libraryVersion: string, from: string | undefined): boolean {
+  if (from === undefined) return true;
   const library = releaseOf(libraryVersion);
   return library === undefined || !before(library, releaseOf(from)!);
 }
@@ -87,4 +98,18 @@ export function requestsAfter(bridges: ReadonlySet<BridgeName>, event: RoutedEve
   if (roomHandle === undefined) return [];
   const bytes = new FfiRequest({ message: { case: 'readyForRoomEvent', value: { roomHandle } } }).toBinary();
   return [{ bridge: 'ready-for-room-event', bytes, roomHandle }];
+}
+
+const STREAM_OPENED = new Set(['textStreamOpened', 'byteStreamOpened']);
+
+/**
+ * The handles the broker drops for a session with `bridges` right after it routed `event` to it: the
+ * reader of a text or byte stream its SDK will never read nor drop. Dropped after routing, so the
+ * session still sees the event (which it ignores) in order.
+ */
+export function handlesDroppedAfter(bridges: ReadonlySet<BridgeName>, event: RoutedEvent): bigint[] {
+  if (!bridges.has('drop-unread-stream-readers') || event.kind !== 'roomEvent') return [];
+  const message = event.value.message as { case?: string; value?: { reader?: { handle?: { id?: bigint } } } } | undefined;
+  const reader = message?.case !== undefined && STREAM_OPENED.has(message.case) ? message.value?.reader?.handle?.id : undefined;
+  return reader === undefined ? [] : [reader];
 }

@@ -9,20 +9,36 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { BrokerClient } from '../client/broker_client.js';
-import { bridgesFor } from '../broker/sdk_bridges.js';
+import { bridgesFor, handlesDroppedAfter, type RoutedEvent } from '../broker/sdk_bridges.js';
 import { locateLibrary } from '../broker/native/ffi_library.js';
 import { CLI, startBroker, tempDir, type BrokerProcess } from './helpers/processes.js';
 
 const run = promisify(execFile);
 
 test('the bridges table: python before 1.1.10 on a library from 0.12.59 gets ready-for-room-event, nothing else does', () => {
-  const bridged = (sdk: string, version: string, library = '0.12.75') => bridgesFor(sdk, version, library).length > 0;
+  const bridged = (sdk: string, version: string, library = '0.12.75') => bridgesFor(sdk, version, library).includes('ready-for-room-event');
   for (const version of ['1.0.0', '1.1.5', '1.1.9', 'v1.1.9', '1.1.9rc1']) assert.ok(bridged('python', version), version);
   for (const version of ['1.1.10', '1.1.21', '1.2.1', '2.0.0', '', 'latest', '1.1']) assert.ok(!bridged('python', version), version);
   assert.ok(!bridged('node', '0.1.0') && !bridged('', '1.1.5'), 'another SDK, or none');
   // The library livekit 1.1.5 ships (0.12.52) predates the handshake; an unreadable version is taken as current.
   assert.ok(!bridged('python', '1.1.5', '0.12.52') && !bridged('python', '1.1.5', '0.12.58'));
   assert.ok(bridged('python', '1.1.5', '0.12.59') && bridged('python', '1.1.5', 'unknown'));
+});
+
+test('the bridges table: python before 1.1.15 gets its unread stream readers dropped, on any library', () => {
+  const bridged = (sdk: string, version: string, library = '0.12.75') => bridgesFor(sdk, version, library).includes('drop-unread-stream-readers');
+  for (const version of ['1.0.3', '1.1.5', '1.1.10', '1.1.14']) assert.ok(bridged('python', version) && bridged('python', version, '0.12.52'), version);
+  for (const version of ['1.1.15', '1.1.21', '1.2.1', '']) assert.ok(!bridged('python', version), version);
+  assert.ok(!bridged('node', '0.1.0'));
+});
+
+test('dropped after routing: the reader of a text or byte stream opened for a bridged session, nothing else', () => {
+  const bridges = new Set(bridgesFor('python', '1.1.5', '0.12.75'));
+  const opened = (kind: string, id: bigint): RoutedEvent => ({ kind: 'roomEvent', value: { message: { case: kind, value: { reader: { handle: { id } } } } } });
+  assert.deepEqual(handlesDroppedAfter(bridges, opened('textStreamOpened', 7n)), [7n]);
+  assert.deepEqual(handlesDroppedAfter(bridges, opened('byteStreamOpened', 8n)), [8n]);
+  assert.deepEqual(handlesDroppedAfter(bridges, opened('participantConnected', 9n)), []);
+  assert.deepEqual(handlesDroppedAfter(new Set(bridgesFor('python', '1.1.15', '0.12.75')), opened('textStreamOpened', 7n)), []);
 });
 
 test('a library outside its npm package: its version is read from the file', () => {
@@ -44,24 +60,25 @@ after(async () => {
 });
 
 test('a session says which SDK it runs; Welcome, Info and the log say which bridges it got', async () => {
+  const BOTH = ['ready-for-room-event', 'drop-unread-stream-readers'];
   const old = await BrokerClient.connect(broker.address, { clientName: 'old', sdk: 'python', sdkVersion: '1.1.5' });
   const current = await BrokerClient.connect(broker.address, { clientName: 'current', sdk: 'python', sdkVersion: '1.2.1' });
   const silent = await BrokerClient.connect(broker.address, { clientName: 'silent' });
   try {
-    assert.deepEqual([old.bridges, current.bridges, silent.bridges], [['ready-for-room-event'], [], []]);
+    assert.deepEqual([old.bridges, current.bridges, silent.bridges], [BOTH, [], []]);
     const sessions = (await broker.info()).sessions.map((s) => ({ client: s.clientName, sdk: s.sdk, sdkVersion: s.sdkVersion, bridges: s.bridges }));
     assert.deepEqual(
       sessions.sort((a, b) => a.client.localeCompare(b.client)),
       [
         { client: 'current', sdk: 'python', sdkVersion: '1.2.1', bridges: [] },
-        { client: 'old', sdk: 'python', sdkVersion: '1.1.5', bridges: ['ready-for-room-event'] },
+        { client: 'old', sdk: 'python', sdkVersion: '1.1.5', bridges: BOTH },
         { client: 'silent', sdk: '', sdkVersion: '', bridges: [] },
       ],
     );
     const started = broker.logs.find((r) => r.msg === 'session started' && r.client === 'old');
-    assert.deepEqual([started?.sdk, started?.sdkVersion, started?.bridges], ['python', '1.1.5', ['ready-for-room-event']]);
+    assert.deepEqual([started?.sdk, started?.sdkVersion, started?.bridges], ['python', '1.1.5', BOTH]);
     const printed = (await run(process.execPath, [CLI, 'info', '--address', broker.address])).stdout;
-    assert.match(printed, /old pid \d+ .* sdk python 1\.1\.5 {2}bridges ready-for-room-event/);
+    assert.match(printed, /old pid \d+ .* sdk python 1\.1\.5 {2}bridges ready-for-room-event,drop-unread-stream-readers/);
   } finally {
     for (const c of [old, current, silent]) await c.close();
   }
