@@ -26,6 +26,7 @@ import { NativeShim } from './native/shim.js';
 import { OutputMemory } from './output_memory.js';
 import { packageVersion } from './paths.js';
 import { RequestExecutor } from './request_executor.js';
+import { SDK_BRIDGES, bridgesFor, requestsAfter, type RoutedEvent } from './sdk_bridges.js';
 import { Session, type SessionCall, type SessionLimits } from './session.js';
 
 export interface BrokerOptions extends HostPolicyOptions {
@@ -109,7 +110,7 @@ export class Broker {
         return { depth: Number(q.pushed - q.popped), callbackMaxSeconds: Number(q.callbackMaxNs) / 1e9 };
       },
     });
-    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), { panic: (message) => this.onPanic(message) }, this.metrics);
+    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), { panic: (message) => this.onPanic(message), routed: (session, event) => this.bridgeAfter(session, event) }, this.metrics);
     this.pump = new EventPump(this.shim, (events) => {
       for (const session of this.router.route(events)) if (session.overflowed) this.overflow(session);
     });
@@ -188,11 +189,21 @@ export class Broker {
       session.log.info('session resumed');
       return session;
     }
-    const session = new Session(call, hello, this.log, this.options.sessionLimits, this.metrics);
+    const bridges = new Set(bridgesFor(hello.sdk, hello.sdkVersion, this.library.location.version));
+    const session = new Session(call, hello, this.log, this.options.sessionLimits, this.metrics, bridges);
     this.sessions.set(session.id, session);
     session.welcome({ ...welcome, resumed: false });
-    session.log.info({ clientVersion: hello.clientVersion }, 'session started');
+    session.log.info({ clientVersion: hello.clientVersion, sdk: hello.sdk, sdkVersion: hello.sdkVersion, bridges: [...bridges] }, 'session started');
     return session;
+  }
+
+  /** Sends what the session's SDK bridges call for after `event` was routed to it (sdk_bridges.ts). */
+  private bridgeAfter(session: Session, event: RoutedEvent): void {
+    for (const { bridge, bytes, roomHandle } of requestsAfter(session.bridges, event)) {
+      const answered = this.library.request(bytes) !== null;
+      if (answered) session.log.debug({ bridge, roomHandle: String(roomHandle) }, 'bridge request sent for the session');
+      else session.log.warn({ bridge, roomHandle: String(roomHandle), why: SDK_BRIDGES.find((b) => b.name === bridge)?.why }, 'liblivekit_ffi refused the bridge request sent for the session');
+    }
   }
 
   /** The stream broke: keep the session and its handles for the grace period. */
@@ -299,6 +310,9 @@ export class Broker {
         queuedEvents: BigInt(s.queuedEvents),
         droppedEvents: s.droppedEvents,
         connected: s.connected,
+        sdk: s.sdk,
+        sdkVersion: s.sdkVersion,
+        bridges: [...s.bridges],
       })),
     });
   }

@@ -66,7 +66,8 @@ function printInfo(info: InfoResponse): void {
   ];
   for (const s of info.sessions) {
     lines.push(
-      `  ${s.sessionId}  ${s.clientName || '-'} pid ${s.pid}  handles ${s.ownedHandles}  queued ${s.queuedEvents}  dropped ${s.droppedEvents}${s.connected ? '' : '  (waiting for resume)'}`,
+      `  ${s.sessionId}  ${s.clientName || '-'} pid ${s.pid}  handles ${s.ownedHandles}  queued ${s.queuedEvents}  dropped ${s.droppedEvents}` +
+        `${s.sdk ? `  sdk ${s.sdk} ${s.sdkVersion}` : ''}${s.bridges.length > 0 ? `  bridges ${s.bridges.join(',')}` : ''}${s.connected ? '' : '  (waiting for resume)'}`,
     );
   }
   process.stdout.write(lines.join('\n') + '\n');

@@ -10,6 +10,7 @@ import type { NativeEvent } from './native/event_pump.js';
 import type { OutputMemory } from './output_memory.js';
 import { logNativeRecords } from './native_log.js';
 import type { Metrics } from './metrics.js';
+import type { RoutedEvent } from './sdk_bridges.js';
 
 export interface EventMeta {
   /** The FfiEvent oneof case, e.g. "audioStreamEvent". */
@@ -27,8 +28,10 @@ export interface EventReceiver extends Owner {
 
 const MEDIA_KINDS = new Set(['audioStreamEvent', 'videoStreamEvent']);
 
-export interface RouterHooks {
+export interface RouterHooks<O> {
   panic(message: string): void;
+  /** Called once an event was queued for `owner` (the SDK bridges act on some). */
+  routed(owner: O, event: RoutedEvent): void;
 }
 
 export class EventRouter<O extends EventReceiver> {
@@ -37,7 +40,7 @@ export class EventRouter<O extends EventReceiver> {
     private readonly output: OutputMemory<O>,
     private readonly log: Logger,
     private readonly nativeLog: Logger,
-    private readonly hooks: RouterHooks,
+    private readonly hooks: RouterHooks<O>,
     private readonly metrics: Metrics,
   ) {}
 
@@ -73,6 +76,7 @@ export class EventRouter<O extends EventReceiver> {
       const media = MEDIA_KINDS.has(chosen.kind) && (chosen.value.message as { case?: string } | undefined)?.case === 'frameReceived';
       owner.enqueueEvent(rewritten ? (message as unknown as FfiEvent).toBinary() : event.bytes, buffers, { kind: chosen.kind, media, enqueuedNs: event.enqueuedNs });
       touched.add(owner);
+      this.hooks.routed(owner, chosen);
     }
     for (const owner of touched) owner.flushEvents();
     return touched;

@@ -24,6 +24,7 @@ import {
 } from '../proto/gen/ffi_broker_pb.js';
 import type { EventMeta, EventReceiver } from './event_router.js';
 import type { Metrics } from './metrics.js';
+import type { BridgeName } from './sdk_bridges.js';
 
 export type SessionCall = ServerDuplexStream<ClientMessage, ServerMessage>;
 
@@ -53,6 +54,9 @@ export class Session implements EventReceiver {
   readonly resumeToken = randomBytes(24).toString('base64url');
   readonly clientName: string;
   readonly pid: number;
+  /** The SDK its Hello named (as the SDK names itself to livekit_ffi_initialize), and its version. */
+  readonly sdk: string;
+  readonly sdkVersion: string;
   readonly log: Logger;
   private call: SessionCall | undefined;
   private seq = 0n;
@@ -80,10 +84,14 @@ export class Session implements EventReceiver {
     parentLog: Logger,
     private readonly limits: SessionLimits,
     private readonly metrics: Metrics,
+    /** What the broker does for this session's SDK (sdk_bridges.ts). */
+    readonly bridges: ReadonlySet<BridgeName>,
   ) {
     this.call = call;
     this.clientName = hello.clientName;
     this.pid = hello.pid;
+    this.sdk = hello.sdk;
+    this.sdkVersion = hello.sdkVersion;
     this.log = parentLog.child({ session: this.id, client: hello.clientName, clientPid: hello.pid });
   }
 
@@ -119,7 +127,7 @@ export class Session implements EventReceiver {
     return n;
   }
 
-  welcome(welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>): void {
+  welcome(welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken' | 'bridges'>): void {
     this.push({ kind: 'message', message: this.welcomeMessage(welcome), bytes: 128 });
     this.pump();
   }
@@ -159,7 +167,7 @@ export class Session implements EventReceiver {
    * received) that the broker still holds, an EventsDropped notice for those it does not, and
    * everything queued, in order. lastSeq 0: the client does not know; nothing is sent again.
    */
-  resume(call: SessionCall, welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>, lastSeq: bigint): void {
+  resume(call: SessionCall, welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken' | 'bridges'>, lastSeq: bigint): void {
     this.call = call;
     this.write(call, this.welcomeMessage(welcome), 128, false);
     if (lastSeq > 0n) {
@@ -177,8 +185,8 @@ export class Session implements EventReceiver {
     this.pump();
   }
 
-  private welcomeMessage(welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken'>): ServerMessage['message'] {
-    return { case: 'welcome', value: create(WelcomeSchema, { ...welcome, sessionId: this.id, resumeToken: this.resumeToken }) };
+  private welcomeMessage(welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken' | 'bridges'>): ServerMessage['message'] {
+    return { case: 'welcome', value: create(WelcomeSchema, { ...welcome, sessionId: this.id, resumeToken: this.resumeToken, bridges: [...this.bridges] }) };
   }
 
   private firstQueuedSeq(): bigint {

@@ -48,6 +48,14 @@ const CLOSE_GRACE_MS = 5_000;
 export interface ConnectOptions {
   clientName?: string;
   clientVersion?: string;
+  /**
+   * The SDK whose FfiRequests this client carries, as that SDK names itself to
+   * livekit_ffi_initialize (e.g. sdk "node", sdkVersion "0.13.1"): the broker bridges the known
+   * protocol differences between that release and its liblivekit_ffi (Welcome.bridges). Default:
+   * none (requests written against the broker's own schema need no bridge).
+   */
+  sdk?: string;
+  sdkVersion?: string;
   authToken?: string;
   /** From an earlier session's Welcome, to take that session (and its handles) over. */
   resumeToken?: string;
@@ -326,6 +334,10 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   get brokerVersion(): string {
     return this.welcome?.brokerVersion ?? '';
   }
+  /** The bridges the broker applies for the SDK this client named (see ConnectOptions.sdk). */
+  get bridges(): readonly string[] {
+    return this.welcome?.bridges ?? [];
+  }
   /** True when the broker took over the session named by the resume token, with its handles. */
   get resumed(): boolean {
     return this.welcome?.resumed ?? false;
@@ -422,6 +434,8 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         value: create(HelloSchema, {
           clientName: options.clientName ?? 'node-worker',
           clientVersion: options.clientVersion ?? '',
+          sdk: options.sdk ?? '',
+          sdkVersion: options.sdkVersion ?? '',
           pid: process.pid,
           resumeToken: options.resumeToken ?? '',
           lastSeq: options.lastSeq ?? 0n,

@@ -24,12 +24,41 @@ export function locateLibrary(override: string | undefined): LibraryLocation {
   return { path: path.join(path.dirname(manifest), PLATFORM_BINARY), version: JSON.parse(fs.readFileSync(manifest, 'utf8')).version };
 }
 
-// A library from an npm platform package carries its version in the package.json beside it.
+// A library from an npm platform package carries its version in the package.json beside it; any
+// other (an SDK wheel's liblivekit_ffi.so) only in the text of the record it logs at start.
 function versionBeside(file: string): string {
   const manifest = path.join(path.dirname(file), 'package.json');
-  if (!fs.existsSync(manifest)) return 'unknown';
-  const pkg = JSON.parse(fs.readFileSync(manifest, 'utf8'));
-  return typeof pkg.name === 'string' && pkg.name.startsWith('@livekit/rtc-ffi-bindings') ? String(pkg.version) : 'unknown';
+  if (fs.existsSync(manifest)) {
+    const pkg = JSON.parse(fs.readFileSync(manifest, 'utf8'));
+    if (typeof pkg.name === 'string' && pkg.name.startsWith('@livekit/rtc-ffi-bindings')) return String(pkg.version);
+  }
+  return versionInBinary(file) ?? 'unknown';
+}
+
+// rustc folds env!("CARGO_PKG_VERSION") into the literal of livekit_ffi_initialize's log line.
+const VERSION_MARK = Buffer.from('initializing ffi server v');
+const CHUNK_BYTES = 4 << 20;
+
+function versionInBinary(file: string): string | undefined {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const chunk = Buffer.alloc(CHUNK_BYTES + 64);
+    let carried = 0;
+    for (;;) {
+      const read = fs.readSync(fd, chunk, carried, CHUNK_BYTES, null);
+      const filled = carried + read;
+      const at = chunk.subarray(0, filled).indexOf(VERSION_MARK);
+      if (at >= 0 && (at + VERSION_MARK.length + 32 <= filled || read === 0)) {
+        return /^\d+\.\d+\.\d+/.exec(chunk.toString('latin1', at + VERSION_MARK.length, at + VERSION_MARK.length + 32))?.[0];
+      }
+      if (read === 0) return undefined;
+      // Keep the tail, so that a mark cut by the chunk's end is found in the next round.
+      carried = Math.min(64, filled);
+      chunk.copy(chunk, 0, filled - carried, filled);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export class FfiLibrary {

@@ -200,6 +200,10 @@ def _make_client_class(module: Any) -> type:
                 self._on_event,
                 client_name=f"python-livekit/{version}" if version else "python-livekit",
                 client_version=_package_version(),
+                # What the SDK itself would pass to livekit_ffi_initialize: the broker bridges
+                # what this release does differently from the broker's library.
+                sdk="python",
+                sdk_version=version,
             )
             atexit.register(self._dispose)
             # multiprocessing children (fork, forkserver) leave through os._exit(), which skips

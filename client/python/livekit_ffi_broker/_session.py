@@ -263,6 +263,8 @@ class _Session:
         return pb.Hello(
             client_name=self.connection.client_name,
             client_version=self.connection.client_version,
+            sdk=self.connection.sdk,
+            sdk_version=self.connection.sdk_version,
             pid=self.pid,
             auth_token=self.token,
             resume_token=resume_token,
@@ -651,12 +653,17 @@ class Connection:
         on_event: Callable[[Any], None],
         client_name: str = "python-worker",
         client_version: str = "",
+        sdk: str = "",
+        sdk_version: str = "",
     ) -> None:
         grpc_target(address)  # a bad address fails here, not later
         self.address = address
         self.pid = os.getpid()
         self.client_name = client_name
         self.client_version = client_version
+        # Hello.sdk/sdk_version: the SDK whose requests this connection carries.
+        self.sdk = sdk
+        self.sdk_version = sdk_version
         self.response_type = response_type
         self.event_type = event_type
         self.on_event = on_event

@@ -30,34 +30,40 @@ class ServerMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., response: _Optional[_Union[Response, _Mapping]] = ..., events: _Optional[_Union[EventBatch, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("client_name", "client_version", "pid", "resume_token", "auth_token", "last_seq")
+    __slots__ = ("client_name", "client_version", "pid", "resume_token", "auth_token", "last_seq", "sdk", "sdk_version")
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AUTH_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SDK_FIELD_NUMBER: _ClassVar[int]
+    SDK_VERSION_FIELD_NUMBER: _ClassVar[int]
     client_name: str
     client_version: str
     pid: int
     resume_token: str
     auth_token: str
     last_seq: int
-    def __init__(self, client_name: _Optional[str] = ..., client_version: _Optional[str] = ..., pid: _Optional[int] = ..., resume_token: _Optional[str] = ..., auth_token: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...
+    sdk: str
+    sdk_version: str
+    def __init__(self, client_name: _Optional[str] = ..., client_version: _Optional[str] = ..., pid: _Optional[int] = ..., resume_token: _Optional[str] = ..., auth_token: _Optional[str] = ..., last_seq: _Optional[int] = ..., sdk: _Optional[str] = ..., sdk_version: _Optional[str] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("session_id", "resume_token", "ffi_version", "broker_version", "resumed")
+    __slots__ = ("session_id", "resume_token", "ffi_version", "broker_version", "resumed", "bridges")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FFI_VERSION_FIELD_NUMBER: _ClassVar[int]
     BROKER_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
+    BRIDGES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     resume_token: str
     ffi_version: str
     broker_version: str
     resumed: bool
-    def __init__(self, session_id: _Optional[str] = ..., resume_token: _Optional[str] = ..., ffi_version: _Optional[str] = ..., broker_version: _Optional[str] = ..., resumed: _Optional[bool] = ...) -> None: ...
+    bridges: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id: _Optional[str] = ..., resume_token: _Optional[str] = ..., ffi_version: _Optional[str] = ..., broker_version: _Optional[str] = ..., resumed: _Optional[bool] = ..., bridges: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Request(_message.Message):
     __slots__ = ("request_id", "ffi_request", "buffers")
@@ -190,7 +196,7 @@ class InfoResponse(_message.Message):
     def __init__(self, broker_version: _Optional[str] = ..., ffi_version: _Optional[str] = ..., ffi_library: _Optional[str] = ..., uptime_s: _Optional[float] = ..., sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ..., owned_handles: _Optional[int] = ..., events_total: _Optional[int] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "client_name", "pid", "owned_handles", "queued_events", "dropped_events", "connected")
+    __slots__ = ("session_id", "client_name", "pid", "owned_handles", "queued_events", "dropped_events", "connected", "sdk", "sdk_version", "bridges")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +204,9 @@ class SessionInfo(_message.Message):
     QUEUED_EVENTS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_EVENTS_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    SDK_FIELD_NUMBER: _ClassVar[int]
+    SDK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BRIDGES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     client_name: str
     pid: int
@@ -205,4 +214,7 @@ class SessionInfo(_message.Message):
     queued_events: int
     dropped_events: int
     connected: bool
-    def __init__(self, session_id: _Optional[str] = ..., client_name: _Optional[str] = ..., pid: _Optional[int] = ..., owned_handles: _Optional[int] = ..., queued_events: _Optional[int] = ..., dropped_events: _Optional[int] = ..., connected: _Optional[bool] = ...) -> None: ...
+    sdk: str
+    sdk_version: str
+    bridges: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id: _Optional[str] = ..., client_name: _Optional[str] = ..., pid: _Optional[int] = ..., owned_handles: _Optional[int] = ..., queued_events: _Optional[int] = ..., dropped_events: _Optional[int] = ..., connected: _Optional[bool] = ..., sdk: _Optional[str] = ..., sdk_version: _Optional[str] = ..., bridges: _Optional[_Iterable[str]] = ...) -> None: ...
