@@ -35,8 +35,6 @@ PYPROJECT = REPO / "client" / "python" / "pyproject.toml"
 OUT = REPO / "build" / "sdk-matrix"
 README = REPO / "README.md"
 BEGIN, END = "<!-- sdk-matrix:begin -->", "<!-- sdk-matrix:end -->"
-# SessionInfo fields that are not about bridges: everything else Info says of a peer's session is.
-PLAIN_SESSION_FIELDS = {"session_id", "client_name", "pid", "owned_handles", "queued_events", "dropped_events", "connected"}
 ROW_TIMEOUT_S = 900
 
 
@@ -125,14 +123,17 @@ def read_junit(path: Path) -> tuple[list[dict], dict | None]:
 
 
 def bridges(room: dict | None) -> str:
-    """What Info says of the peers' sessions beyond the plain fields: the bridge (or library) each got."""
+    """The bridges the broker's Info reported for the peers' sessions ("n/a": a broker without them)."""
     if not room:
         return "?"
     seen = set()
     for view in room.get("sessions", {}).values():
         for session in view:
-            extra = {k: v for k, v in session.items() if k not in PLAIN_SESSION_FIELDS}
-            seen.add(", ".join(f"{k}={v}" for k, v in sorted(extra.items())) or "none")
+            if "sdk" not in session and "bridges" not in session:
+                seen.add("n/a")
+                continue
+            got = ", ".join(f"`{b}`" for b in session.get("bridges", [])) or "none"
+            seen.add(f"{got} (Hello: {session.get('sdk', '?')} {session.get('sdk_version', '?')})")
     return "; ".join(sorted(seen)) or "?"
 
 

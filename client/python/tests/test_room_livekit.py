@@ -11,9 +11,6 @@ and the broker's warnings go into the JUnit report (record_property "room") for 
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -27,10 +24,10 @@ from conftest import HERE, scenario_env
 
 sys.path.insert(0, str(HERE / "e2e"))
 
-from harness import API_KEY, API_SECRET, LiveKitServer, netns_usable, server_binary  # noqa: E402
+from harness import LiveKitServer, netns_usable, server_binary  # noqa: E402
+from sdk_rooms import join_token  # noqa: E402
 
 SECONDS = 22  # past the library's 15 s timeout, with margin for a slow connect
-ROOM = "sdk-matrix"
 PEERS = {"alice": "bob", "bob": "alice"}
 
 
@@ -44,21 +41,6 @@ def server_or_skip() -> str:
             pytest.fail(f"required (LKB_E2E_REQUIRE=1) but {reason}")
         pytest.skip(reason)
     return binary
-
-
-def join_token(identity: str) -> str:
-    """An HS256 access token for the --dev server (stdlib only: the matrix venvs carry no livekit-api)."""
-
-    def b64(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    now = int(time.time())
-    claims = {
-        "iss": API_KEY, "sub": identity, "name": identity, "nbf": now - 10, "exp": now + 3600,
-        "video": {"roomJoin": True, "room": ROOM, "canPublish": True, "canSubscribe": True, "canPublishData": True},
-    }
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
-    return head + "." + b64(hmac.new(API_SECRET.encode(), head.encode(), hashlib.sha256).digest())
 
 
 class PeerProcess:
