@@ -100,6 +100,23 @@ def first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0][:300] if (text or "").strip() else ""
 
 
+_ERROR_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Exit)\b.*:|^assert |^(alice|bob)[: ]|never|did not|lost|received no")
+_BOILERPLATE = re.compile(r"exited -?\d+$|^AssertionError: *$|^Exception ignored in")
+
+
+def error_lines(text: str, limit: int = 5) -> list[str]:
+    """The distinct lines of a pytest failure that say what went wrong (exceptions, the scenario's
+    own problem lines), without tracebacks and the "script exited 1" wrapper."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("E "):
+            continue
+        line = line[1:].strip()
+        if _ERROR_LINE.search(line) and not _BOILERPLATE.search(line) and line[:200] not in out:
+            out.append(line[:200])
+    return out[:limit]
+
+
 def read_junit(path: Path) -> tuple[list[dict], dict | None]:
     cases, room = [], None
     if not path.exists():
@@ -111,10 +128,7 @@ def read_junit(path: Path) -> tuple[list[dict], dict | None]:
             node = case.find(kind)
             if node is not None:
                 outcome = "skipped" if kind == "skipped" else "failed"
-                reason = node.get("message") or ""
-                text = node.text or ""
-                reasons = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
-                reason = "; ".join(reasons[:6])[:900] or first_line(reason)
+                reason = "; ".join(error_lines(node.text or "")) or first_line(node.get("message") or "")
         for prop in case.iter("property"):
             if prop.get("name") == "room":
                 room = json.loads(prop.get("value"))

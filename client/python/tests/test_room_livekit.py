@@ -1,9 +1,10 @@
 """The SDK-matrix room scenario: two participants through the broker in one room of a real
 livekit-server (tests/e2e/harness.py), each its own process and broker session
 (tests/e2e/room_peer.py). alice publishes a 440 Hz sine, bob subscribes and checks its frames and
-frequency; a data packet each way early and again after 22 s; a text stream alice -> bob and a
-byte stream bob -> alice. The room lives longer than liblivekit_ffi 0.12.75's 15 s
-ReadyForRoomEvent timeout, so an SDK that never sends ReadyForRoomEventRequest fails here.
+frequency; each sees the other's metadata and attributes (from its token); a data packet each way
+early and again after 22 s; a text stream alice -> bob and a byte stream bob -> alice. The room
+lives longer than liblivekit_ffi 0.12.75's 15 s ReadyForRoomEvent timeout, so an SDK that never
+sends ReadyForRoomEventRequest fails here.
 
 It runs with whatever livekit the interpreter has: scripts/sdk-matrix.py runs it once per SDK
 release of client/python/sdk_matrix.json. The peers' results, the broker's Info of their sessions
@@ -25,9 +26,10 @@ from conftest import HERE, scenario_env
 sys.path.insert(0, str(HERE / "e2e"))
 
 from harness import LiveKitServer, netns_usable, server_binary  # noqa: E402
-from sdk_rooms import join_token  # noqa: E402
+from access_token import access_token  # noqa: E402
 
 SECONDS = 22  # past the library's 15 s timeout, with margin for a slow connect
+ROOM = "sdk-matrix"
 PEERS = {"alice": "bob", "bob": "alice"}
 
 
@@ -50,7 +52,7 @@ class PeerProcess:
         self.connected = threading.Event()
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "e2e" / "room_peer.py"), "--role", role, "--url", url,
-             "--token", join_token(role), "--peer", PEERS[role], "--seconds", str(SECONDS)],
+             "--token", access_token(role, ROOM, metadata=f"{role} metadata", attributes={"matrix.role": role}), "--peer", PEERS[role], "--seconds", str(SECONDS)],
             env=scenario_env(address), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
@@ -130,6 +132,10 @@ def peer_problems(peer: dict) -> list[str]:
     for label in ("early", "late"):
         if f"{label} from {other}" not in got:
             problems.append(f"{role} never got the {label} data packet from {other} (got {got})")
+    # Its token's metadata and attributes, as the server sent them: ParticipantInfo decoded right.
+    seen = peer.get("peer_info") or {}
+    if seen.get("metadata") != f"{other} metadata" or seen.get("attributes") != {"matrix.role": other}:
+        problems.append(f"{role} saw {other} as {seen}")
     kind = "text" if role == "bob" else "bytes"
     stream = peer.get("streams_in", {}).get(kind)
     if not stream or not stream["equal"] or stream["from"] != other:

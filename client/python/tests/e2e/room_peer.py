@@ -4,7 +4,7 @@ public livekit.rtc API only, so that the same code runs on every SDK release of 
     python room_peer.py --role alice|bob --url ws://ADDR:7880 --token JWT --peer IDENTITY --seconds 20
 
 alice publishes a 440 Hz sine as a microphone track and sends a text stream; bob subscribes to
-her track and reads it, and sends a byte stream. Each sends a data packet to the other as soon as
+her track and reads it, and sends a byte stream. Each records the other's metadata and attributes. Each sends a data packet to the other as soon as
 it sees the other in the room and again after ``--seconds`` (past liblivekit_ffi 0.12.75's 15 s
 ReadyForRoomEvent timeout), so both directions are checked early and late.
 
@@ -214,6 +214,9 @@ class Peer:
                 await asyncio.wait_for(publisher, timeout=10)
             except Exception as exc:  # noqa: BLE001 - recorded
                 self.error("publisher", exc)
+        other = next((p for p in self.room.remote_participants.values() if p.identity == self.peer_identity), None)
+        if other is not None:
+            self.result["peer_info"] = {"metadata": other.metadata, "attributes": dict(other.attributes)}
         self.result["connection_state_at_end"] = rtc.ConnectionState.Name(self.room.connection_state)
         self.result["data_in"] = self.data
         self.result["streams_in"] = self.streams
