@@ -10,6 +10,7 @@
 // return without waiting for JavaScript.
 import { AudioFrameBufferInfo, AudioSourceType, CaptureAudioFrameRequest, NewAudioSourceRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiEvent, FfiRequest, FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
+import { DEFAULT_SDK } from '../broker/config.js';
 import { EventPump } from '../broker/native/event_pump.js';
 import { FfiLibrary, locateLibrary } from '../broker/native/ffi_library.js';
 import { NativeShim } from '../broker/native/shim.js';
@@ -45,7 +46,7 @@ function openDriver(kind: Callbacks, onEvent: (event: FfiEvent) => void): Driver
       for (const e of events) onEvent(FfiEvent.fromBinary(e.bytes));
     });
     pump.start();
-    const library = new FfiLibrary(locateLibrary(undefined), shim, 'bench');
+    const library = new FfiLibrary(locateLibrary(undefined), shim, DEFAULT_SDK);
     return {
       request: (message) => FfiResponse.fromBinary(library.request(new FfiRequest({ message }).toBinary())!).message,
       pin: (bytes) => shim.allocCopy(bytes),

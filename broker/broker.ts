@@ -31,6 +31,8 @@ import { Session, type SessionCall, type SessionLimits } from './session.js';
 
 export interface BrokerOptions extends HostPolicyOptions {
   ffiLib: string | undefined;
+  /** What livekit_ffi_initialize tells livekit-server the SDK is (one library per process: every session's rooms). */
+  sdk: { name: string; version: string };
   /** Tokens a Hello must present one of; none: no authentication. */
   authTokens: string[];
   maxHandles: number;
@@ -93,7 +95,7 @@ export class Broker {
     this.tokenDigests = options.authTokens.map(digest);
     this.shim = new NativeShim();
     const location = locateLibrary(options.ffiLib);
-    this.library = new FfiLibrary(location, this.shim, this.version);
+    this.library = new FfiLibrary(location, this.shim, options.sdk);
     const output = new OutputMemory<Session>(this.library, this.shim, this.registry, log);
     this.executor = new RequestExecutor(this.library, this.shim, this.registry, output, new HostPolicy(options), options.maxMessageBytes);
     this.metrics = new Metrics({
@@ -110,12 +112,12 @@ export class Broker {
         return { depth: Number(q.pushed - q.popped), callbackMaxSeconds: Number(q.callbackMaxNs) / 1e9 };
       },
     });
-    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), { panic: (message) => this.onPanic(message), routed: (session, event) => this.bridgeAfter(session, event) }, this.metrics);
+    this.router = new EventRouter(this.registry, output, log, log.child({ component: 'livekit_ffi' }), { panic: (message, owner) => this.onPanic(message, owner), routed: (session, event) => this.bridgeAfter(session, event) }, this.metrics);
     this.pump = new EventPump(this.shim, (events) => {
       for (const session of this.router.route(events)) if (session.overflowed) this.overflow(session);
     });
     if (!this.pump.start()) log.warn('could not make the event loop SCHED_BATCH; library threads may be preempted by it inside the callback');
-    log.info({ ffiLibrary: location.path, ffiVersion: location.version }, 'liblivekit_ffi loaded and initialized');
+    log.info({ ffiLibrary: location.path, ffiVersion: location.version, sdk: options.sdk }, 'liblivekit_ffi loaded and initialized');
   }
 
   /** The Session RPC: hello first, then requests and drops until the stream ends. */
@@ -288,10 +290,11 @@ export class Broker {
     this.release(session);
   }
 
-  private onPanic(message: string): void {
-    this.log.fatal({ panic: message }, 'liblivekit_ffi panicked');
-    const notice = create(NoticeSchema, { notice: { case: 'ffiPanic', value: { $typeName: 'livekit.ffi_broker.v1.FfiPanic', message } } });
-    for (const session of this.sessions.values()) session.notice(notice);
+  /** A library panic: the operator's log, and a notice to the session whose handles it names. */
+  private onPanic(message: string, owner: Session | undefined): void {
+    this.log.fatal({ panic: message, session: owner?.id }, 'liblivekit_ffi panicked');
+    if (owner === undefined) return;
+    owner.notice(create(NoticeSchema, { notice: { case: 'ffiPanic', value: { $typeName: 'livekit.ffi_broker.v1.FfiPanic', message } } }));
   }
 
   info(): InfoResponse {

@@ -8,7 +8,7 @@ import { DEFAULT_ADDRESS, parseAddress } from '../client/address.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 import type { SessionLimits } from './session.js';
 
-type Kind = 'string' | 'list' | 'bool' | 'size' | 'int' | 'dir' | 'file' | 'files' | 'addresses' | 'tcp' | 'octal' | 'level' | 'group';
+type Kind = 'string' | 'list' | 'bool' | 'size' | 'int' | 'dir' | 'file' | 'files' | 'addresses' | 'tcp' | 'octal' | 'level' | 'group' | 'sdk' | 'release';
 
 interface Setting {
   flag: string;
@@ -18,9 +18,21 @@ interface Setting {
   defaultText?: string;
 }
 
+// The SDK names liblivekit_ffi tells livekit-server about (livekit-api's client_info_sdk_for_name),
+// each a value of the server's ClientInfo.SDK enum (JS, SWIFT, ANDROID, FLUTTER, GO, UNITY,
+// REACT_NATIVE, RUST, PYTHON, CPP, UNITY_WEB, NODE); any other name reaches the server as UNKNOWN,
+// and the library logs "unknown SDK name in signal options" on every connect.
+export const SERVER_SDK_NAMES = ['python', 'node', 'rust', 'go', 'js', 'swift', 'ios', 'android', 'flutter', 'unity', 'reactnative', 'cpp', 'unityweb'] as const;
+// The library is initialized once for the whole process, so every session's rooms present this SDK
+// to the server: the Python SDK, which the broker's workers run, at the release this project's
+// Python client is tested with (the server decides some behaviour by SDK name and version).
+export const DEFAULT_SDK = { name: 'python', version: '1.2.1' } as const;
+
 export const SETTINGS: readonly Setting[] = [
   { flag: 'listen', kind: 'addresses', help: 'unix:///PATH or HOST:PORT (TCP host defaults to 127.0.0.1); repeatable', defaultText: DEFAULT_ADDRESS },
   { flag: 'ffi-lib', kind: 'file', help: 'liblivekit_ffi to load (also env LIVEKIT_LIB_PATH)', defaultText: 'the binary of the pinned npm package' },
+  { flag: 'sdk-name', kind: 'sdk', help: `SDK name the library gives livekit-server for every room: one of ${SERVER_SDK_NAMES.join(', ')}`, defaultText: DEFAULT_SDK.name },
+  { flag: 'sdk-version', kind: 'release', help: 'SDK version the library gives livekit-server with --sdk-name (MAJOR.MINOR.PATCH)', defaultText: DEFAULT_SDK.version },
   { flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, defaultText: 'info' },
   { flag: 'log-pretty', kind: 'bool', help: 'human-readable logs instead of JSON lines', defaultText: 'on when stdout is a terminal' },
   { flag: 'max-message-size', kind: 'size', help: 'largest message a worker may send, e.g. 65536, 64k, 64MiB', defaultText: '64MiB' },
@@ -53,6 +65,8 @@ export interface TlsFiles {
 export interface ServeConfig {
   listen: string[];
   ffiLib: string | undefined;
+  /** What livekit_ffi_initialize tells the server the SDK is. */
+  sdk: { name: string; version: string };
   logLevel: LogLevel;
   logPretty: boolean;
   maxMessageBytes: number;
@@ -124,6 +138,12 @@ function parse(setting: Setting, given: Given): unknown {
     case 'octal':
       if (!/^0?[0-7]{3}$/.test(text(value))) fail('an octal file mode such as 660');
       return parseInt(text(value), 8);
+    case 'sdk':
+      if (!(SERVER_SDK_NAMES as readonly string[]).includes(text(value))) fail(`an SDK name livekit-server knows: ${SERVER_SDK_NAMES.join(', ')}`);
+      return text(value);
+    case 'release':
+      if (!/^\d+\.\d+\.\d+$/.test(text(value))) fail('a version MAJOR.MINOR.PATCH, e.g. 1.2.1');
+      return text(value);
     case 'level':
       if (!(LOG_LEVELS as readonly string[]).includes(text(value))) fail(`one of ${LOG_LEVELS.join(', ')}`);
       return text(value);
@@ -212,6 +232,7 @@ export function resolveServeConfig(flags: Record<string, Raw | undefined>, env: 
   return {
     listen: (v.listen as string[] | undefined) ?? [DEFAULT_ADDRESS],
     ffiLib: (v['ffi-lib'] as string | undefined) ?? (env.LIVEKIT_LIB_PATH || undefined),
+    sdk: { name: (v['sdk-name'] as string | undefined) ?? DEFAULT_SDK.name, version: (v['sdk-version'] as string | undefined) ?? DEFAULT_SDK.version },
     logLevel: (v['log-level'] as LogLevel | undefined) ?? 'info',
     logPretty: (v['log-pretty'] as boolean | undefined) ?? process.stdout.isTTY === true,
     // A 4K RGBA frame is 33 MB; 64 MiB leaves room for one with its message.

@@ -1,14 +1,18 @@
 // Sends each event from the native queue to the one session that owns what it names: the async id
 // of a callback, else the first owned *_handle of the event (room_handle, stream_handle,
 // reader_handle, local_participant_handle, ...). Events nobody owns are counted, never broadcast.
-// Library logs and panics are not routed: they go to the broker's log (and panics to everyone).
+// Library-wide events (log records, panics) go to the operator's log; one whose text names
+// handles (handle_mentions.ts) also goes to the session that owns all of them: a log record as an
+// FfiEvent of that record, a panic as an FfiPanic notice. A text naming handles of several
+// sessions, or of none, stays in the operator's log, so no session learns another's handles.
 import type { Logger } from 'pino';
 import type { Buffer as WireBuffer } from '../proto/gen/ffi_broker_pb.js';
 import { FfiEvent, planOf, selected, setFieldValue, fieldValue, type SchemaMessage } from './livekit_schema.js';
 import type { HandleRegistry, Owner } from './handle_registry.js';
 import type { NativeEvent } from './native/event_pump.js';
 import type { OutputMemory } from './output_memory.js';
-import { logNativeRecords } from './native_log.js';
+import { logNativeRecords, type LogRecord } from './native_log.js';
+import { handlesMentioned } from './handle_mentions.js';
 import type { Metrics } from './metrics.js';
 import type { RoutedEvent } from './sdk_bridges.js';
 
@@ -29,7 +33,8 @@ export interface EventReceiver extends Owner {
 const MEDIA_KINDS = new Set(['audioStreamEvent', 'videoStreamEvent']);
 
 export interface RouterHooks<O> {
-  panic(message: string): void;
+  /** `owner`: the session owning every handle the message names, if there is one. */
+  panic(message: string, owner: O | undefined): void;
   /** Called once an event was queued for `owner` (the SDK bridges act on some). */
   routed(owner: O, event: RoutedEvent): void;
 }
@@ -59,11 +64,14 @@ export class EventRouter<O extends EventReceiver> {
       const chosen = selected(message);
       if (chosen === undefined) continue;
       if (chosen.kind === 'logs') {
-        logNativeRecords(this.nativeLog, (chosen.value.records as Parameters<typeof logNativeRecords>[1]) ?? []);
+        const records = (chosen.value.records as LogRecord[] | undefined) ?? [];
+        logNativeRecords(this.nativeLog, records);
+        this.routeRecords(records, event.enqueuedNs, touched);
         continue;
       }
       if (chosen.kind === 'panic') {
-        this.hooks.panic(String(chosen.value.message ?? ''));
+        const message = String(chosen.value.message ?? '');
+        this.hooks.panic(message, this.ownerOfText(message));
         continue;
       }
       const { owner, rewritten } = this.ownerOf(chosen.value);
@@ -80,6 +88,34 @@ export class EventRouter<O extends EventReceiver> {
     }
     for (const owner of touched) owner.flushEvents();
     return touched;
+  }
+
+  /** The session that owns (or just dropped) every handle `text` names; none when it names none. */
+  private ownerOfText(text: string): O | undefined {
+    let owner: O | undefined;
+    for (const handle of handlesMentioned(text)) {
+      const of = this.registry.ownerOf(handle) ?? this.registry.formerOwner(handle);
+      if (of === undefined || (owner !== undefined && of !== owner)) return undefined;
+      owner = of;
+    }
+    return owner;
+  }
+
+  /** Each record that names a session's handles goes to that session, in one logs event per session. */
+  private routeRecords(records: readonly LogRecord[], enqueuedNs: bigint, touched: Set<O>): void {
+    const byOwner = new Map<O, LogRecord[]>();
+    for (const record of records) {
+      const owner = this.ownerOfText(record.message);
+      if (owner === undefined) continue;
+      const list = byOwner.get(owner);
+      if (list === undefined) byOwner.set(owner, [record]);
+      else list.push(record);
+    }
+    for (const [owner, own] of byOwner) {
+      const bytes = new FfiEvent({ message: { case: 'logs', value: { records: own } } }).toBinary();
+      owner.enqueueEvent(bytes, [], { kind: 'logs', media: false, enqueuedNs });
+      touched.add(owner);
+    }
   }
 
   private ownerOf(value: SchemaMessage): { owner: O | undefined; rewritten: boolean } {

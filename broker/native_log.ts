@@ -2,7 +2,7 @@
 // capture_logs) as pino records of the broker's log, keeping the library's target and location.
 import type { Logger } from 'pino';
 
-interface LogRecord {
+export interface LogRecord {
   level: number;
   target: string;
   modulePath?: string;

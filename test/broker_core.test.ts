@@ -70,7 +70,7 @@ describe('broker core with the real liblivekit_ffi', () => {
     await waitFor(async () => (await broker.info()).ownedHandles === 0n, 2000, 'all handles released after the workers closed');
   });
 
-  test("the library's log records become broker log records, with target and location, and reach no session", async () => {
+  test("the library's log records become broker log records, with target and location, and reach no session whose handles they do not name", async () => {
     const record = broker.logs.find((r) => r.component === 'livekit_ffi' && typeof r.target === 'string' && String(r.msg).includes('initializing ffi server'));
     assert.ok(record, 'a livekit_ffi log record in the broker log');
     assert.equal(record.level, 20, 'LOG_DEBUG maps to pino debug');
@@ -205,16 +205,32 @@ describe('native callback queue under load (C stress library with the same ABI)'
     }
   });
 
-  test('a panic of the library is logged as fatal and sent to every session as a Notice', async () => {
+  test('a panic of the library goes to the operator\'s log, and as a Notice only to the session owning the handle it names', async () => {
     const broker = await startBroker(['--ffi-lib', path.join(nativeBuildDir, 'libstress_ffi.so')]);
     const clients = [await BrokerClient.connect(broker.address), await BrokerClient.connect(broker.address)];
     try {
-      const notices = clients.map((c) => new Promise<string>((resolve) => c.on('notice', (n) => n.notice.case === 'ffiPanic' && resolve(n.notice.value.message))));
-      // The stress library panics on a request with sample_rate 57005 (0xDEAD), and answers nothing.
-      const failed = clients[0]!.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 1, sampleRate: 57005, queueSizeMs: 0 }) } }));
-      await assert.rejects(failed, (err) => err instanceof BrokerError && err.code === Error_Code.FFI_ERROR);
-      for (const message of await Promise.all(notices)) assert.match(message, /simulated panic/);
-      await waitFor(() => broker.logs.some((r) => r.level === 60 && String(r.panic).includes('simulated panic')), 2000, 'a fatal log record of the panic');
+      const notices = clients.map(() => [] as string[]);
+      clients.forEach((c, i) => c.on('notice', (n) => n.notice.case === 'ffiPanic' && notices[i]!.push(n.notice.value.message)));
+      // A run of 100 events gives each session a source handle to own.
+      const owned = [];
+      for (const c of clients) {
+        const { response } = await c.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 1, sampleRate: 100, queueSizeMs: 0 }) } }));
+        assert.equal(response.message.case, 'newAudioSource');
+        owned.push(response.message.value.source!.handle!.id);
+      }
+      // The stress library panics on sample_rate 57005 (0xDEAD), and answers nothing; queue_size_ms
+      // 10·N makes its text name handle N. Session 1 asks for a panic naming session 0's handle, then
+      // one naming nothing.
+      const panic = (names: bigint) =>
+        clients[1]!.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 1, sampleRate: 57005, queueSizeMs: Number(names) * 10 }) } }));
+      await assert.rejects(panic(owned[0]!), (err) => err instanceof BrokerError && err.code === Error_Code.FFI_ERROR);
+      await waitFor(() => notices[0]!.length === 1, 5000, 'the owner\'s FfiPanic notice');
+      assert.equal(notices[0]![0], `stress_ffi: simulated panic in a request handler (source_handle=${owned[0]})`);
+      await assert.rejects(panic(0n), (err) => err instanceof BrokerError && err.code === Error_Code.FFI_ERROR);
+      await waitFor(() => broker.logs.filter((r) => r.level === 60 && String(r.panic).includes('simulated panic')).length === 2, 5000, 'both panics as fatal log records');
+      // A round trip after the second panic: anything sent to either session would be there by now.
+      for (const c of clients) await c.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 1, sampleRate: 100, queueSizeMs: 0 }) } }));
+      assert.deepEqual(notices, [[`stress_ffi: simulated panic in a request handler (source_handle=${owned[0]})`], []], 'only the named handle\'s owner got a notice; a panic naming nothing reached no session');
     } finally {
       for (const c of clients) await c.close();
       await broker.stop();

@@ -1,11 +1,14 @@
 // Callbacks reach only the session that made the request, also when two sessions choose the same
-// request_async_id (the broker substitutes its own ids and maps them back).
+// request_async_id (the broker substitutes its own ids and maps them back); the library's log
+// records reach only the session whose handles they name.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { ConnectRequest, RoomOptions } from '@livekit/rtc-ffi-bindings/proto/room_pb.js';
 import { BrokerClient, type BrokerEvent } from '../client/broker_client.js';
-import { startBroker, type BrokerProcess } from './helpers/processes.js';
+import { BrokerError } from '../client/broker_error.js';
+import { Error_Code } from '../proto/gen/ffi_broker_pb.js';
+import { startBroker, waitFor, type BrokerProcess } from './helpers/processes.js';
 import net from 'node:net';
 
 let broker: BrokerProcess;
@@ -112,5 +115,41 @@ test('a dropped audio stream still gets its end-of-stream event, which the libra
     await Promise.race([eos, new Promise((_, reject) => setTimeout(() => reject(new Error('no EOS after the drop')), 3000))]);
   } finally {
     await client.close();
+  }
+});
+
+test('a library log record naming a session\'s handle reaches that session only; the operator\'s log has every record', async () => {
+  const { AudioSourceType, AudioStreamType, NewAudioSourceRequest, NewAudioStreamRequest } = await import('@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js');
+  const a = await BrokerClient.connect(broker.address, { clientName: 'a' });
+  const b = await BrokerClient.connect(broker.address, { clientName: 'b' });
+  try {
+    const seenByA = collect(a);
+    const seenByB = collect(b);
+    const sources: bigint[] = [];
+    for (const c of [a, b]) {
+      const { response } = await c.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeMs: 100 }) } }));
+      assert.equal(response.message.case, 'newAudioSource');
+      sources.push(response.message.value.source!.handle!.id!);
+    }
+    // An audio source is no track: the library refuses the stream and logs the request it failed,
+    // printed with "track_handle: <a's source>".
+    const wrongTrack = new NewAudioStreamRequest({ trackHandle: sources[0], type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: 48000, numChannels: 1 });
+    await assert.rejects(a.request(new FfiRequest({ message: { case: 'newAudioStream', value: wrongTrack } })), (err) => err instanceof BrokerError && err.code === Error_Code.FFI_ERROR);
+    // A failed connect logs its error, naming no handle.
+    await a.request(connect());
+    const named = `track_handle: ${sources[0]},`;
+    const records = (events: BrokerEvent[]) => events.flatMap((e) => (e.event.message.case === 'logs' ? e.event.message.value.records.map((r) => ({ message: r.message ?? '' })) : []));
+    // The library flushes its log records once a second.
+    await waitFor(() => records(seenByA).some((r) => r.message.includes(named)), 10000, 'the record naming a\'s handle, at a');
+    await waitFor(() => broker.logs.some((r) => r.component === 'livekit_ffi' && /error while connecting/.test(String(r.msg))), 10000, 'the failed connect\'s record in the operator\'s log');
+    assert.ok(broker.logs.some((r) => r.component === 'livekit_ffi' && String(r.msg).includes(named)), 'the operator\'s log has the record a got too');
+    for (const record of records(seenByA)) {
+      assert.match(record.message, /handle/, 'a got only records naming its handles');
+      assert.ok(!record.message.includes(`handle: ${sources[1]},`), 'a got nothing naming b\'s handle');
+    }
+    assert.deepEqual(records(seenByB), [], 'b got no log record');
+  } finally {
+    await a.close();
+    await b.close();
   }
 });

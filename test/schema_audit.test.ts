@@ -11,8 +11,9 @@ import { POINTER_TABLE_PATH, pointerField } from '../broker/pointer_fields.js';
 import { kindVerdict } from '../broker/request_kinds.js';
 
 const UINT64 = 4;
-// Event kinds that name no owner on purpose: logs and panics go to the broker's log (panics also to
-// every session as a Notice); TrackEvent has no fields at all in this schema.
+// Event kinds that name no owner in a field on purpose: logs and panics go to the broker's log, and
+// to a session only when their text names its handles (handle_mentions.ts); TrackEvent has no
+// fields at all in this schema.
 const UNROUTED_EVENT_KINDS = new Set(['logs', 'panic', 'track_event']);
 
 interface Found {

@@ -72,14 +72,15 @@ export class FfiLibrary {
   constructor(
     readonly location: LibraryLocation,
     private readonly shim: NativeShim,
-    sdkVersion: string,
+    /** The SDK name and version the library gives livekit-server for every room (--sdk-name, --sdk-version). */
+    sdk: { name: string; version: string },
   ) {
     const lib = koffi.load(location.path);
     const initialize = lib.func('void livekit_ffi_initialize(void *cb, bool capture_logs, const char *sdk, const char *sdk_version)');
     this.requestFn = lib.func('uint64_t livekit_ffi_request(const uint8_t *data, size_t len, uint64_t *res_ptr, uint64_t *res_len)');
     this.dropFn = lib.func('bool livekit_ffi_drop_handle(uint64_t handle)');
     this.disposeFn = lib.func('void livekit_ffi_dispose(void)');
-    initialize(shim.callbackAddress, true, 'livekit-ffi-broker', sdkVersion);
+    initialize(shim.callbackAddress, true, sdk.name, sdk.version);
   }
 
   /** Sends one encoded FfiRequest; returns the encoded FfiResponse, or null when the library refused it. */

@@ -159,6 +159,27 @@ class SteppedScenario:
             self.proc.kill()
 
 
+def unavailable(reason: str) -> None:
+    """Skip a test that needs a real livekit-server, or fail it under LKB_E2E_REQUIRE=1 (CI)."""
+    if os.environ.get("LKB_E2E_REQUIRE") == "1":
+        pytest.fail(f"end-to-end test required (LKB_E2E_REQUIRE=1) but: {reason}")
+    pytest.skip(reason)
+
+
+def livekit_server_binary() -> str:
+    """The e2e harness's livekit-server (built once per machine), when it can run here."""
+    sys.path.insert(0, str(HERE / "e2e"))
+    from harness import netns_usable, server_binary
+
+    ok, why = netns_usable()
+    if not ok:
+        unavailable(f"cannot create a network namespace for livekit-server: {why}")
+    binary, why = server_binary(build=True)
+    if binary is None:
+        unavailable(f"no livekit-server binary: {why}")
+    return binary
+
+
 @pytest.fixture
 def tmp_dir():
     # Short: a unix socket path must fit in 108 bytes.

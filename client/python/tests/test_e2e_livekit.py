@@ -13,23 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from conftest import REPO, HERE
+from conftest import REPO, HERE, livekit_server_binary, unavailable
 
 sys.path.insert(0, str(HERE / "e2e"))
 
-from harness import netns_usable, remove_namespace, server_binary  # noqa: E402
+from harness import remove_namespace  # noqa: E402
 
 E2E_PYTHON = REPO / "build" / "pyvenv-e2e" / "bin" / "python"
 SECONDS = 30
 EXPECTED_HZ = {"pub-440": 440, "pub-660": 660}
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("LKB_E2E_REQUIRE") == "1":
-        pytest.fail(f"end-to-end test required (LKB_E2E_REQUIRE=1) but: {reason}")
-    pytest.skip(reason)
 
 
 def run_driver(broker_address: str, workdir: Path) -> dict:
@@ -72,12 +64,7 @@ def check_track(track: dict) -> None:
 def test_agent_forkserver_job_reads_two_publishers_through_the_broker(broker, tmp_dir):
     if not E2E_PYTHON.exists():
         unavailable(f"{E2E_PYTHON} is missing: scripts/test-python.sh creates it (livekit-agents and livekit-api)")
-    ok, why = netns_usable()
-    if not ok:
-        unavailable(f"cannot create a network namespace for livekit-server: {why}")
-    binary, why = server_binary(build=True)
-    if binary is None:
-        unavailable(f"no livekit-server binary: {why}")
+    livekit_server_binary()
 
     result = run_driver(broker.address, tmp_dir / "run")
     summary = json.dumps({k: v for k, v in result.items() if k != "job"})[:3000]
