@@ -13,36 +13,21 @@ and the broker's warnings go into the JUnit report (record_property "room") for 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
 
-import pytest
-
-from conftest import HERE, scenario_env
+from conftest import HERE, livekit_server_binary, scenario_env
 
 sys.path.insert(0, str(HERE / "e2e"))
 
-from harness import LiveKitServer, netns_usable, server_binary  # noqa: E402
+from harness import LiveKitServer  # noqa: E402
 from access_token import access_token  # noqa: E402
 
 SECONDS = 22  # past the library's 15 s timeout, with margin for a slow connect
 ROOM = "sdk-matrix"
 PEERS = {"alice": "bob", "bob": "alice"}
-
-
-def server_or_skip() -> str:
-    """The livekit-server binary; skips (fails with LKB_E2E_REQUIRE=1) when it cannot run here."""
-    ok, why = netns_usable()
-    binary, why_binary = (server_binary(build=True) if ok else (None, why))
-    if binary is None:
-        reason = f"no real livekit-server here: {why_binary}"
-        if os.environ.get("LKB_E2E_REQUIRE") == "1":
-            pytest.fail(f"required (LKB_E2E_REQUIRE=1) but {reason}")
-        pytest.skip(reason)
-    return binary
 
 
 class PeerProcess:
@@ -144,7 +129,7 @@ def peer_problems(peer: dict) -> list[str]:
 
 
 def test_two_peers_in_a_room_through_the_broker(broker, tmp_dir, record_property):
-    binary = server_or_skip()
+    binary = livekit_server_binary()
     with LiveKitServer(binary, tmp_dir) as server:
         peers = [PeerProcess(role, server.url, broker.address) for role in PEERS]
         sessions: dict[str, list[dict]] = {}
