@@ -198,6 +198,9 @@ class Peer:
         try:
             await asyncio.wait_for(self.peer_seen.wait(), timeout=self.seconds)
             self.result["peer_seen_at"] = self.elapsed()
+            # Now, while it is surely in the room: at the end it may have left already.
+            other = next(p for p in self.room.remote_participants.values() if p.identity == self.peer_identity)
+            self.result["peer_info"] = {"metadata": other.metadata, "attributes": dict(other.attributes)}
             await self.send_data("early")
             await self.send_stream()
         except asyncio.TimeoutError:
@@ -214,9 +217,6 @@ class Peer:
                 await asyncio.wait_for(publisher, timeout=10)
             except Exception as exc:  # noqa: BLE001 - recorded
                 self.error("publisher", exc)
-        other = next((p for p in self.room.remote_participants.values() if p.identity == self.peer_identity), None)
-        if other is not None:
-            self.result["peer_info"] = {"metadata": other.metadata, "attributes": dict(other.attributes)}
         self.result["connection_state_at_end"] = rtc.ConnectionState.Name(self.room.connection_state)
         self.result["data_in"] = self.data
         self.result["streams_in"] = self.streams
