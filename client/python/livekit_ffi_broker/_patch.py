@@ -5,7 +5,9 @@ loader), or at once if it already was:
 
 - ``FfiClient.instance`` returns one broker-backed client per process id (a subclass of the SDK's
   FfiClient whose __init__ loads nothing), created on first use; a forked child gets its own;
-- ``get_ffi_lib`` refuses to load liblivekit_ffi, so nothing can load it by accident.
+- ``get_ffi_lib`` refuses to load liblivekit_ffi, so nothing can load it by accident;
+- an SDK that loads the library at import (livekit before 1.1.0) gets a stand-in instead, whose
+  calls (FfiHandle.dispose's drop) go to the broker client.
 
 The broker-backed client keeps the SDK's contract: ``.queue`` is the SDK's own FfiQueue,
 ``.request(req)`` is synchronous, ``._pid`` is the creating process, and
@@ -55,8 +57,62 @@ class _PatchingLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module: Any) -> None:
-        self._loader.exec_module(module)
+        with _no_native_load(module):
+            self._loader.exec_module(module)
         patch_module(module)
+
+
+class _ForwardedCall:
+    """One C function of the library, forwarded to the process's broker client; takes the
+    argtypes/restype the SDK assigns and ignores them."""
+
+    def __init__(self, module: Any, name: str) -> None:
+        self._module = module
+        self._name = name
+
+    def __call__(self, *args: Any) -> Any:
+        return getattr(self._module.FfiClient.instance._ffi_lib, self._name)(*args)
+
+
+class _ModuleLib:
+    """Stands in for the library an SDK loads when its module is imported (livekit before 1.1.0:
+    a module-level ``ffi_lib = get_ffi_lib()`` that FfiHandle.dispose calls), so that its handle
+    drops reach the broker and liblivekit_ffi is never mapped."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("livekit_ffi_"):
+            raise AttributeError(name)
+        call = _ForwardedCall(self._module, name)
+        setattr(self, name, call)
+        return call
+
+
+class _no_native_load:
+    """While the SDK module runs its top level, ctypes.CDLL of liblivekit_ffi gives a _ModuleLib."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def __enter__(self) -> None:
+        import ctypes
+
+        self._cdll = ctypes.CDLL
+        real, module = self._cdll, self._module
+
+        def cdll(name: Any, *args: Any, **kwargs: Any) -> Any:
+            if name is not None and "livekit_ffi" in os.path.basename(str(name)):
+                return _ModuleLib(module)
+            return real(name, *args, **kwargs)
+
+        ctypes.CDLL = cdll  # type: ignore[assignment, misc]
+
+    def __exit__(self, *_exc: Any) -> None:
+        import ctypes
+
+        ctypes.CDLL = self._cdll  # type: ignore[misc]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
@@ -143,6 +199,13 @@ def patch_module(module: Any) -> None:
         raise RuntimeError(
             "livekit_ffi_broker.activate(): this process already loaded liblivekit_ffi through the "
             "livekit SDK; activate the broker before the first livekit.rtc call (or set "
+            "LIVEKIT_FFI_BROKER before the interpreter starts)"
+        )
+    module_lib = module.__dict__.get("ffi_lib")
+    if module_lib is not None and not isinstance(module_lib, _ModuleLib):
+        raise RuntimeError(
+            "livekit_ffi_broker.activate(): this livekit release (before 1.1.0) loaded liblivekit_ffi "
+            "when livekit.rtc was imported; activate the broker before importing livekit.rtc (or set "
             "LIVEKIT_FFI_BROKER before the interpreter starts)"
         )
     broker_client = _make_client_class(module)

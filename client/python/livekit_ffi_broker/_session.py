@@ -160,6 +160,12 @@ PIPELINED = {"capture_audio_frame": "capture_audio_frame"}
 PIPELINED_ID_BASE = 1 << 61
 
 
+def _may_choose_async_id(body: Any) -> bool:
+    """Whether the client may pick this request's async id: its schema has request_async_id
+    (livekit before 1.1.0 has none: those requests wait for their response) and the SDK left it unset."""
+    return "request_async_id" in body.DESCRIPTOR.fields_by_name and not body.HasField("request_async_id")
+
+
 class _Waiter:
     __slots__ = ("event", "memory", "response", "error", "callback", "resend")
 
@@ -747,7 +753,7 @@ class Connection:
 
     def request(self, request: Any) -> Any:
         kind = request.WhichOneof("message")
-        if kind in PIPELINED and not getattr(request, kind).HasField("request_async_id"):
+        if kind in PIPELINED and _may_choose_async_id(getattr(request, kind)):
             return self._pipelined(request, kind)
         memory = collect_request(self.planner, request, MAX_MESSAGE_BYTES)
         ffi_request = request.SerializeToString()

@@ -13,33 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import time
 
 import numpy as np
 from livekit import rtc
 
-API_KEY, API_SECRET = "devkey", "secret"  # livekit-server --dev
+from access_token import access_token
+
 ROOM = "sdk-rooms"
 RATE = 48000
 FRAME = RATE // 100
 
 
 def join_token(identity: str) -> str:
-    """An HS256 access token for ROOM, as livekit-api would make it."""
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    now = int(time.time())
-    claims = {
-        "iss": API_KEY, "sub": identity, "name": identity, "nbf": now - 10, "exp": now + 3600,
-        "video": {"room": ROOM, "roomJoin": True, "canPublish": True, "canSubscribe": True, "canPublishData": True},
-    }
-    signing = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}"
-    return f"{signing}.{b64(hmac.new(API_SECRET.encode(), signing.encode(), hashlib.sha256).digest())}"
+    return access_token(identity, ROOM)
 
 
 class Listener:

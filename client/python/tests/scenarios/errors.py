@@ -141,17 +141,20 @@ def refused() -> dict:
     setattr(req.dispose, "async", False)
     attempt("dispose", req)
 
-    # A request of the SDK's newer schema whose pointer field the broker's table does not know.
-    req = ffi_pb2.FfiRequest()
-    req.capture_encoded_video_frame.source_handle = 1
-    req.capture_encoded_video_frame.buffer.data_ptr = 0x1000
-    req.capture_encoded_video_frame.buffer.data_len = 16
-    attempt("newer_pointer", req)
-
-    # A request of the SDK's newer schema without pointers: the broker does not know its kind.
-    req = ffi_pb2.FfiRequest()
-    req.stop_capture.capture_handle = 1
-    attempt("newer_kind", req)
+    # Requests of a schema newer than the broker's (livekit >= 1.2); older SDKs have neither.
+    kinds = ffi_pb2.FfiRequest.DESCRIPTOR.fields_by_name
+    if "capture_encoded_video_frame" in kinds:
+        # Its pointer field is not in the broker's table.
+        req = ffi_pb2.FfiRequest()
+        req.capture_encoded_video_frame.source_handle = 1
+        req.capture_encoded_video_frame.buffer.data_ptr = 0x1000
+        req.capture_encoded_video_frame.buffer.data_len = 16
+        attempt("newer_pointer", req)
+    if "stop_capture" in kinds:
+        # No pointers: the broker does not know its kind.
+        req = ffi_pb2.FfiRequest()
+        req.stop_capture.capture_handle = 1
+        attempt("newer_kind", req)
 
     # The session goes on after refusals.
     from livekit import rtc
