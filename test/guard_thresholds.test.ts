@@ -7,28 +7,16 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { AudioFrameBufferInfo, AudioSourceType, AudioStreamType, CaptureAudioFrameRequest, NewAudioSourceRequest, NewAudioStreamRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import type { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { CreateAudioTrackRequest, CreateVideoTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
 import { NewVideoSourceRequest, NewVideoStreamRequest, VideoSourceResolution, VideoSourceType, VideoStreamType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
-import { BrokerClient } from '../client/broker_client.js';
 import { audioBuffer } from '../client/media.js';
-import { Error_Code } from '../proto/gen/ffi_broker_pb.js';
-import { expectRefusal, ffi } from './helpers/assertions.js';
-import { WORKERS, startBroker, waitFor, type BrokerProcess } from './helpers/processes.js';
+import { expectAbortRefusal, ffi } from './helpers/assertions.js';
+import { WORKERS, brokerForFile, waitFor } from './helpers/processes.js';
 
-let broker: BrokerProcess;
-let client: BrokerClient;
-
-before(async () => {
-  broker = await startBroker();
-  client = await BrokerClient.connect(broker.address);
-});
-after(async () => {
-  await client.close();
-  assert.equal(await broker.stop(), 0);
-});
+const shared = brokerForFile();
 
 /** What the library itself does with the values: 'survived', or the signal that ended it. */
 function library(scenario: string, ...values: number[]): string {
@@ -41,17 +29,14 @@ function library(scenario: string, ...values: number[]): string {
 
 /** The broker passes the request to the library, which answers it; the handle made is released. */
 async function accepted(message: FfiRequest['message']): Promise<bigint> {
-  const { response } = await client.request(ffi(message));
+  const { response } = await shared.client.request(ffi(message));
   assert.equal(response.message.case, message.case, `${message.case} answered by the library`);
   const value = response.message.value as unknown as Record<string, { handle?: { id?: bigint } } | undefined>;
   const owned = Object.values(value).find((v) => v?.handle?.id !== undefined);
   return owned!.handle!.id!;
 }
 
-async function refused(message: FfiRequest['message'], why: RegExp): Promise<void> {
-  const err = await expectRefusal(client.request(ffi(message)), Error_Code.INVALID_REQUEST, why);
-  assert.match(err.message, /would abort/);
-}
+const refused = (message: FfiRequest['message'], why: RegExp) => expectAbortRefusal(shared.client.request(ffi(message)), why);
 
 const source = (sampleRate: number, numChannels: number, queueSizeMs: number) =>
   ({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate, numChannels, queueSizeMs }) }) as const;
@@ -59,7 +44,7 @@ const source = (sampleRate: number, numChannels: number, queueSizeMs: number) =>
 test('audio source queue: at 48 kHz mono 22,369,620 ms (2 × 1,073,741,760 samples) works, 22,369,630 ms overflows the C++ int and aborts', async () => {
   assert.equal(library('audio-source', 48000, 1, 22_369_620), 'survived');
   assert.equal(library('audio-source', 48000, 1, 22_369_630), 'SIGABRT');
-  await client.dropHandles([await accepted(source(48000, 1, 22_369_620))]);
+  await shared.client.dropHandles([await accepted(source(48000, 1, 22_369_620))]);
   await refused(source(48000, 1, 22_369_630), /queue_size_ms 22369630 at 48000 Hz × 1 channels is 1073742240 samples; .* overflows past 2147483647/);
 });
 
@@ -67,11 +52,11 @@ test('audio source values the library takes as i32: 2^31 − 1 works, 2^31 abort
   assert.equal(library('audio-source', 2 ** 31 - 1, 1, 0), 'survived');
   assert.equal(library('audio-source', 2 ** 31, 1, 0), 'SIGABRT');
   assert.equal(library('audio-source', 48000, 1, 1005), 'SIGABRT');
-  await client.dropHandles([await accepted(source(2 ** 31 - 1, 1, 0)), await accepted(source(48000, 1, 1010))]);
+  await shared.client.dropHandles([await accepted(source(2 ** 31 - 1, 1, 0)), await accepted(source(48000, 1, 1010))]);
   await refused(source(2 ** 31, 1, 0), /sample_rate 2147483648 is over 2\^31 − 1/);
   await refused(source(48000, 1, 1005), /queue_size_ms 1005 is not a multiple of 10/);
   // Once refused as below 100 Hz or over 7680 samples per 10 ms, all of them work in the library.
-  for (const [rate, channels] of [[50, 1], [0, 1], [384_000, 3], [48_000, 1000]] as const) await client.dropHandles([await accepted(source(rate, channels, 1000))]);
+  for (const [rate, channels] of [[50, 1], [0, 1], [384_000, 3], [48_000, 1000]] as const) await shared.client.dropHandles([await accepted(source(rate, channels, 1000))]);
 });
 
 test('queue_size_ms 100000 (livekit-agents 1.0.0): frames captured through the source reach a stream', async () => {
@@ -86,17 +71,17 @@ test('queue_size_ms 100000 (livekit-agents 1.0.0): frames captured through the s
     const bytes = buffers.get(m.message.value!.frame!.info!.dataPtr!)!;
     if (new Int16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2).some((s) => s === 1234)) heard++;
   };
-  client.on('event', listener);
+  shared.client.on('event', listener);
   try {
     const [ptr, bytes] = audioBuffer(new Int16Array(480).fill(1234));
     for (let i = 0; i < 20; i++) {
-      const { response } = await client.request(ffi({ case: 'captureAudioFrame', value: new CaptureAudioFrameRequest({ sourceHandle: src, buffer: new AudioFrameBufferInfo({ dataPtr: ptr, numChannels: 1, sampleRate: 48000, samplesPerChannel: 480 }) }) }), [[ptr, bytes]]);
+      const { response } = await shared.client.request(ffi({ case: 'captureAudioFrame', value: new CaptureAudioFrameRequest({ sourceHandle: src, buffer: new AudioFrameBufferInfo({ dataPtr: ptr, numChannels: 1, sampleRate: 48000, samplesPerChannel: 480 }) }) }), [[ptr, bytes]]);
       assert.equal(response.message.case, 'captureAudioFrame');
     }
     await waitFor(() => heard >= 20, 10_000, `the 20 captured frames on the stream (heard ${heard})`);
   } finally {
-    client.off('event', listener);
-    await client.dropHandles([stream, track, src]);
+    shared.client.off('event', listener);
+    await shared.client.dropHandles([stream, track, src]);
   }
 });
 
@@ -123,9 +108,9 @@ for (const [kind, slot] of [['audio', 40], ['video', 80]] as const) {
       kind === 'audio'
         ? { case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: track, type: AudioStreamType.AUDIO_STREAM_NATIVE, queueSizeFrames }) }
         : { case: 'newVideoStream', value: new NewVideoStreamRequest({ trackHandle: track, type: VideoStreamType.VIDEO_STREAM_NATIVE, queueSizeFrames }) };
-    await client.dropHandles([await accepted(stream(last))]);
+    await shared.client.dropHandles([await accepted(stream(last))]);
     await refused(stream(last + 1), new RegExp(`queue_size_frames ${last + 1} \\(${slot} bytes each\\) would reserve ${(last + 1) * slot} bytes, more than this host's kernel grants one allocation \\(${hostBytes} bytes\\)`));
     await refused(stream(over), /more than this host's kernel grants one allocation/);
-    assert.equal(broker.proc.exitCode, null);
+    assert.equal(shared.broker.proc.exitCode, null);
   });
 }
