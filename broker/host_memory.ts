@@ -23,4 +23,10 @@ export function largestAllocation(): number {
 }
 
 /** Room for what the allocator adds to a block (its header, rounding up to a page). */
-export const ALLOCATION_SLACK = 4096;
+const ALLOCATION_SLACK = 4096;
+
+/** Why an allocation of `bytes`, made up front from a worker's value, would fail on this host. */
+export function allocationProblem(what: string, bytes: number): string | undefined {
+  const limit = largestAllocation();
+  return bytes + ALLOCATION_SLACK > limit ? `${what} would reserve ${bytes} bytes, more than this host's kernel grants one allocation (${limit} bytes)` : undefined;
+}

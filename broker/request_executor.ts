@@ -7,6 +7,7 @@ import { ResponseSchema, type Buffer as WireBuffer, type Request, type Response 
 import { FfiRequest, FfiResponse, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
 import { RequestMemory } from './request_memory.js';
 import { valueVerdict } from './request_values.js';
+import { SoxFormats } from './sox_values.js';
 import type { HostPolicy } from './host_policy.js';
 import { kindVerdict, requestCarriesPointers } from './request_kinds.js';
 import { Refusal, refuse } from './errors.js';
@@ -24,6 +25,7 @@ export interface ExecutedRequest {
 export class RequestExecutor<O extends Owner> {
   /** Requests stopped just before the library because a pointer in them was not the broker's (lkb_unvalidated_pointers_total); must stay 0. */
   unvalidatedPointers = 0;
+  private readonly soxFormats = new SoxFormats();
 
   constructor(
     private readonly library: FfiLibrary,
@@ -58,6 +60,10 @@ export class RequestExecutor<O extends Owner> {
       });
       const valueProblem = valueVerdict(chosen.kind, typeName, chosen.value, this.maxBufferBytes);
       if (valueProblem !== null) throw valueProblem;
+      if (chosen.kind === 'pushSoxResampler') {
+        const pushProblem = this.soxFormats.pushProblem(chosen.value, this.maxBufferBytes);
+        if (pushProblem !== undefined) throw refuse.unsendableOutput(typeName, pushProblem);
+      }
 
       let clientAsyncId: bigint | undefined;
       walk(chosen.value, {
@@ -85,7 +91,7 @@ export class RequestExecutor<O extends Owner> {
       }
       const answer = this.library.request(bytes);
       if (answer === null) throw refuse.ffiFailed(typeName);
-      return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId, memory.written()) };
+      return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId, memory.written(), chosen.kind === 'newSoxResampler' ? chosen.value : undefined) };
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
       return { typeName, response: err.toResponse(request.requestId) };
@@ -94,9 +100,12 @@ export class RequestExecutor<O extends Owner> {
     }
   }
 
-  private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined, written: WireBuffer[]): Response {
+  private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined, written: WireBuffer[], soxRequest?: SchemaMessage): Response {
     const message = FfiResponse.fromBinary(bytes) as unknown as SchemaMessage;
     const chosen = selected(message);
+    // The sox resampler's format, to check its pushes (sox_values.ts).
+    const soxHandle = soxRequest === undefined ? undefined : ((chosen?.value.message as { value?: { handle?: { id?: bigint } } } | undefined)?.value?.handle?.id);
+    if (soxRequest !== undefined && soxHandle !== undefined) this.soxFormats.remember(soxHandle, soxRequest, (h) => this.registry.ownerOf(h) !== undefined);
     let rewritten = false;
     if (chosen !== undefined) {
       walk(chosen.value, {

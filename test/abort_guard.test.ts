@@ -62,18 +62,15 @@ test('APM: chunks that are not whole 10 ms, rates below 100 Hz, no channels', as
   await refused({ case: 'apmProcessReverseStream', value: new ApmProcessReverseStreamRequest({ apmHandle: apm, dataPtr: 0x1000n, size: 480, sampleRate: 48000, numChannels: 1 }) }, /10 ms/);
 });
 
-test('sox resampler without channels or with a zero rate; remix to no channels or beyond WebRTC buffers', async () => {
+test('sox resampler without channels or with an unbounded rate; remix to no channels or beyond WebRTC buffers', async () => {
   const sox = (numChannels: number, inputRate: number) => ({
     case: 'newSoxResampler' as const,
     value: new NewSoxResamplerRequest({ inputRate, outputRate: 16000, numChannels, inputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, outputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, qualityRecipe: SoxQualityRecipe.SOXR_QUALITY_MEDIUM, flags: 0 }),
   });
-  await refused(sox(0, 48000), /num_channels 0/);
-  await refused(sox(1, 0), /must be positive/);
-  // Found by test/reliability/fuzz.test.ts (long mode): the output size of a push overflowed.
-  await refused({ ...sox(1, 48000), value: new NewSoxResamplerRequest({ ...sox(1, 48000).value, outputRate: 1e12 }) }, /output_rate 1000000000000 is outside/);
-  await refused({ ...sox(1, 8000), value: new NewSoxResamplerRequest({ ...sox(1, 8000).value, outputRate: 384000 }) }, /is over 16/);
-  await refused(sox(100_000, 48000), /num_channels 100000 is over 32/);
-  await refused(sox(1, 10), /input_rate 10 is outside/);
+  await refused(sox(0, 48000), /num_channels 0 is below 1: every push divides by it/);
+  await refused({ ...sox(1, 48000), value: new NewSoxResamplerRequest({ ...sox(1, 48000).value, outputRate: Number.POSITIVE_INFINITY }) }, /must be finite/);
+  // Found by test/reliability/fuzz.test.ts (long mode): the output buffer the library reserves at creation.
+  await refused({ ...sox(1, 48000), value: new NewSoxResamplerRequest({ ...sox(1, 48000).value, outputRate: 1e30 }) }, /output_rate 1e\+30 would reserve .* bytes, more than this host's kernel grants/);
   const remix = (sampleRate: number, numChannels: number) => ({
     case: 'remixAndResample' as const,
     value: new RemixAndResampleRequest({ resamplerHandle: resampler, buffer: new AudioFrameBufferInfo({ dataPtr: 0x1000n, numChannels: 1, sampleRate: 48000, samplesPerChannel: 480 }), sampleRate, numChannels }),

@@ -2,14 +2,32 @@
 // scenario's requests with the values on the command line: the evidence of where the library itself
 // aborts. It prints "survived" and exits 0 when the library took them; an abort ends it by SIGABRT
 // (or SIGFPE). Usage: raw_library SCENARIO N...
-import { AudioSourceType, AudioStreamType, NewAudioSourceRequest, NewAudioStreamRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
+import {
+  ApmProcessStreamRequest,
+  AudioFrameBufferInfo,
+  AudioSourceType,
+  AudioStreamType,
+  CaptureAudioFrameRequest,
+  NewApmRequest,
+  NewAudioResamplerRequest,
+  NewAudioSourceRequest,
+  NewAudioStreamRequest,
+  NewSoxResamplerRequest,
+  PushSoxResamplerRequest,
+  RemixAndResampleRequest,
+  SoxQualityRecipe,
+  SoxResamplerDataType,
+} from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiRequest, FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { CreateAudioTrackRequest, CreateVideoTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
 import { NewVideoSourceRequest, NewVideoStreamRequest, VideoSourceResolution, VideoSourceType, VideoStreamType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
 import { FfiLibrary, locateLibrary } from '../../broker/native/ffi_library.js';
 import { NativeShim } from '../../broker/native/shim.js';
 
-const library = new FfiLibrary(locateLibrary(undefined), new NativeShim(), '0.0.0');
+const shim = new NativeShim();
+const library = new FfiLibrary(locateLibrary(undefined), shim, '0.0.0');
+/** Native memory holding `samples` 16-bit samples of value 1000 (never freed: the process is short). */
+const samples = (count: number): bigint => shim.allocCopy(new Uint8Array(new Int16Array(Math.max(count, 1)).fill(1000).buffer));
 
 function send(message: FfiRequest['message']): FfiResponse['message'] {
   const bytes = library.request(new FfiRequest({ message }).toBinary());
@@ -17,10 +35,14 @@ function send(message: FfiRequest['message']): FfiResponse['message'] {
   return FfiResponse.fromBinary(bytes).message;
 }
 
-function audioTrack(): bigint {
-  const source = send({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: 48000, numChannels: 1, queueSizeMs: 1000 }) });
+function audioSource(sampleRate: number, numChannels: number): bigint {
+  const source = send({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate, numChannels, queueSizeMs: 1000 }) });
   if (source.case !== 'newAudioSource') throw new Error('no audio source');
-  const track = send({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: 'a', sourceHandle: source.value.source!.handle!.id! }) });
+  return source.value.source!.handle!.id!;
+}
+
+function audioTrack(sourceHandle = audioSource(48000, 1)): bigint {
+  const track = send({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: 'a', sourceHandle }) });
   if (track.case !== 'createAudioTrack') throw new Error('no audio track');
   return track.value.track!.handle!.id!;
 }
@@ -35,7 +57,45 @@ function videoTrack(): bigint {
 
 const [scenario, ...args] = process.argv.slice(2);
 const n = args.map(Number);
+const handleOf = (message: FfiResponse['message']): bigint => {
+  const owned = Object.values(message.value ?? {}).find((v) => typeof v === 'object' && v !== null && 'handle' in v) as { handle: { id: bigint } } | undefined;
+  const inner = (message.value as { message?: { value?: { handle?: { id: bigint } } } } | undefined)?.message?.value?.handle;
+  return owned?.handle.id ?? inner!.id;
+};
 switch (scenario) {
+  case 'source-stream': {
+    // sample_rate num_channels stream_rate stream_channels: a second of captured audio through a stream
+    const [rate, channels, streamRate, streamChannels] = n as [number, number, number, number];
+    const source = audioSource(rate, channels);
+    send({ case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: audioTrack(source), type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: streamRate, numChannels: streamChannels }) });
+    const perChunk = Math.floor(rate / 100);
+    const data = samples(perChunk * channels);
+    for (let i = 0; i < 10; i++) send({ case: 'captureAudioFrame', value: new CaptureAudioFrameRequest({ sourceHandle: source, buffer: new AudioFrameBufferInfo({ dataPtr: data, numChannels: channels, sampleRate: rate, samplesPerChannel: perChunk }) }) });
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000); // the source's 10 ms task runs meanwhile
+    break;
+  }
+  case 'remix': {
+    // input_rate input_channels samples_per_channel output_rate output_channels
+    const [inRate, inChannels, perChannel, outRate, outChannels] = n as [number, number, number, number, number];
+    const resampler = handleOf(send({ case: 'newAudioResampler', value: new NewAudioResamplerRequest({}) }));
+    const buffer = new AudioFrameBufferInfo({ dataPtr: samples(perChannel * inChannels), numChannels: inChannels, sampleRate: inRate, samplesPerChannel: perChannel });
+    send({ case: 'remixAndResample', value: new RemixAndResampleRequest({ resamplerHandle: resampler, buffer, sampleRate: outRate, numChannels: outChannels }) });
+    break;
+  }
+  case 'sox': {
+    // input_rate output_rate num_channels samples_per_channel (pushed once)
+    const [inputRate, outputRate, numChannels, perChannel] = n as [number, number, number, number];
+    const created = send({ case: 'newSoxResampler', value: new NewSoxResamplerRequest({ inputRate, outputRate, numChannels, inputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, outputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, qualityRecipe: SoxQualityRecipe.SOXR_QUALITY_MEDIUM, flags: 0 }) });
+    const size = perChannel * Math.max(numChannels, 1) * 2;
+    send({ case: 'pushSoxResampler', value: new PushSoxResamplerRequest({ resamplerHandle: handleOf(created), dataPtr: samples(size / 2), size }) });
+    break;
+  }
+  case 'apm': {
+    // sample_rate num_channels size (bytes)
+    const apm = handleOf(send({ case: 'newApm', value: new NewApmRequest({ echoCancellerEnabled: true, gainControllerEnabled: true, highPassFilterEnabled: true, noiseSuppressionEnabled: true }) }));
+    send({ case: 'apmProcessStream', value: new ApmProcessStreamRequest({ apmHandle: apm, dataPtr: samples(n[2]! / 2), size: n[2], sampleRate: n[0], numChannels: n[1] }) });
+    break;
+  }
   case 'audio-source': // sample_rate num_channels queue_size_ms
     send({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: n[0], numChannels: n[1], queueSizeMs: n[2] }) });
     break;
