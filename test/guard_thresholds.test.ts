@@ -8,13 +8,30 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { AudioFrameBufferInfo, AudioSourceType, AudioStreamType, CaptureAudioFrameRequest, NewAudioSourceRequest, NewAudioStreamRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
+import {
+  ApmProcessStreamRequest,
+  AudioFrameBufferInfo,
+  AudioSourceType,
+  AudioStreamType,
+  CaptureAudioFrameRequest,
+  NewApmRequest,
+  NewAudioResamplerRequest,
+  NewAudioSourceRequest,
+  NewAudioStreamRequest,
+  NewSoxResamplerRequest,
+  PushSoxResamplerRequest,
+  RemixAndResampleRequest,
+  SoxQualityRecipe,
+  SoxResamplerDataType,
+} from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import type { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { CreateAudioTrackRequest, CreateVideoTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
 import { NewVideoSourceRequest, NewVideoStreamRequest, VideoSourceResolution, VideoSourceType, VideoStreamType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
 import { audioBuffer } from '../client/media.js';
-import { expectAbortRefusal, ffi } from './helpers/assertions.js';
-import { WORKERS, brokerForFile, waitFor } from './helpers/processes.js';
+import { BrokerClient } from '../client/broker_client.js';
+import { Error_Code } from '../proto/gen/ffi_broker_pb.js';
+import { expectAbortRefusal, expectRefusal, ffi } from './helpers/assertions.js';
+import { WORKERS, brokerForFile, startBroker, waitFor } from './helpers/processes.js';
 
 const shared = brokerForFile();
 
@@ -27,12 +44,15 @@ function library(scenario: string, ...values: number[]): string {
   return 'survived';
 }
 
-/** The broker passes the request to the library, which answers it; the handle made is released. */
+/** The broker passes the request to the library, which answers it; returns the handle it made. */
 async function accepted(message: FfiRequest['message']): Promise<bigint> {
   const { response } = await shared.client.request(ffi(message));
   assert.equal(response.message.case, message.case, `${message.case} answered by the library`);
-  const value = response.message.value as unknown as Record<string, { handle?: { id?: bigint } } | undefined>;
-  const owned = Object.values(value).find((v) => v?.handle?.id !== undefined);
+  type Owned = { handle?: { id?: bigint } } | undefined;
+  const value = response.message.value as unknown as Record<string, Owned>;
+  // Most responses hold their Owned* directly; some (NewSoxResamplerResponse) in a oneof.
+  const oneof = (value.message as { value?: Owned } | undefined)?.value;
+  const owned = Object.values(value).find((v) => v?.handle?.id !== undefined) ?? oneof;
   return owned!.handle!.id!;
 }
 
@@ -114,3 +134,120 @@ for (const [kind, slot] of [['audio', 40], ['video', 80]] as const) {
     assert.equal(shared.broker.proc.exitCode, null);
   });
 }
+
+/** A source of `rate` × `channels` with a track and a stream of `streamRate` × `streamChannels`, through the broker. */
+async function sourceStream(rate: number, channels: number, streamRate: number, streamChannels: number): Promise<FfiRequest['message']> {
+  const src = await accepted(source(rate, channels, 1000));
+  const track = await accepted({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: 's', sourceHandle: src }) });
+  return { case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: track, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: streamRate, numChannels: streamChannels }) };
+}
+
+test("audio sources: WebRTC's resampler needs 16 samples per 10 ms (1600 Hz works streamed at 48 kHz, 1500 Hz aborts); below 100 Hz chunks are empty and work", async () => {
+  assert.equal(library('source-stream', 1600, 1, 48000, 1), 'survived');
+  assert.equal(library('source-stream', 1500, 1, 48000, 1), 'SIGABRT');
+  assert.equal(library('source-stream', 50, 1, 48000, 1), 'survived');
+  await shared.client.dropHandles([await accepted(await sourceStream(1600, 1, 48000, 1)), await accepted(source(50, 1, 1000))]);
+  await refused(source(1500, 1, 1000), /sample_rate 1500 gives 15 samples per 10 ms; WebRTC's resampler needs at least 16/);
+});
+
+test("audio sources: downmixed into WebRTC's 7680-sample buffer (768 kHz stereo and 384 kHz quad work, 1536 kHz stereo and 768 kHz quad crash)", async () => {
+  assert.equal(library('source-stream', 768_000, 2, 48000, 1), 'survived');
+  assert.equal(library('source-stream', 1_536_000, 2, 48000, 1), 'SIGSEGV');
+  assert.equal(library('source-stream', 384_000, 4, 48000, 2), 'survived');
+  assert.equal(library('source-stream', 768_000, 4, 48000, 2), 'SIGSEGV');
+  await shared.client.dropHandles([await accepted(await sourceStream(768_000, 2, 48000, 1)), await accepted(await sourceStream(384_000, 4, 48000, 2))]);
+  await refused(source(768_100, 2, 1000), /768100 Hz × 2 channels: downmixing it .* overruns WebRTC's 7680-sample buffer/);
+  await refused(source(384_100, 4, 1000), /384100 Hz × 4 channels: downmixing/);
+});
+
+test('audio streams: at most 7680 samples per 10 ms (768 kHz mono works, 768.1 kHz aborts); no channels and rates below 100 Hz work', async () => {
+  assert.equal(library('source-stream', 48000, 1, 768_000, 1), 'survived');
+  assert.equal(library('source-stream', 48000, 1, 768_100, 1), 'SIGABRT');
+  assert.equal(library('source-stream', 48000, 1, 50, 0), 'survived');
+  await shared.client.dropHandles([await accepted(await sourceStream(48000, 1, 768_000, 1)), await accepted(await sourceStream(48000, 1, 50, 0))]);
+  await refused(await sourceStream(48000, 1, 768_100, 1), /768100 Hz × 1 channels exceeds 7680 samples per 10 ms/);
+});
+
+test('RemixAndResample: input chunks of 16+ samples, output frames and downmixes within 7680 samples, output channels ≥ 1', async () => {
+  const cases: [number[], string][] = [
+    [[1600, 1, 16, 48000, 1], 'survived'],
+    [[1500, 1, 15, 48000, 1], 'SIGABRT'],
+    [[48000, 1, 480, 768_000, 1], 'survived'],
+    [[48000, 1, 480, 768_100, 1], 'SIGABRT'],
+    [[48000, 1, 480, 384_000, 3], 'survived'], // a mono input keeps one channel: 3840 samples
+    [[768_000, 2, 7680, 48000, 1], 'survived'],
+    [[1_536_000, 2, 15360, 48000, 1], 'SIGSEGV'],
+    [[48000, 1, 480, 16000, 0], 'SIGABRT'],
+  ];
+  for (const [values, verdict] of cases) assert.equal(library('remix', ...values), verdict, `remix ${values.join(' ')}`);
+  const resampler = await accepted({ case: 'newAudioResampler', value: new NewAudioResamplerRequest({}) });
+  const remix = (inRate: number, inChannels: number, perChannel: number, sampleRate: number, numChannels: number) => {
+    const [ptr, bytes] = audioBuffer(new Int16Array(perChannel * inChannels).fill(1000));
+    const message = { case: 'remixAndResample', value: new RemixAndResampleRequest({ resamplerHandle: resampler, buffer: new AudioFrameBufferInfo({ dataPtr: ptr, numChannels: inChannels, sampleRate: inRate, samplesPerChannel: perChannel }), sampleRate, numChannels }) } as const;
+    return { message, buffers: [[ptr, bytes]] as [bigint, Uint8Array][] };
+  };
+  const works: [number, number, number, number, number][] = [[1600, 1, 16, 48000, 1], [48000, 1, 480, 768_000, 1], [48000, 1, 480, 384_000, 3], [768_000, 2, 7680, 48000, 1], [48000, 1, 480, 50, 1]];
+  for (const values of works) {
+    const { message, buffers } = remix(...values);
+    const { response } = await shared.client.request(ffi(message), buffers);
+    assert.equal(response.message.case, 'remixAndResample', `remix ${values.join(' ')}`);
+  }
+  const refusedRemix = (values: [number, number, number, number, number], why: RegExp) => {
+    const { message, buffers } = remix(...values);
+    return expectAbortRefusal(shared.client.request(ffi(message), buffers), why);
+  };
+  await refusedRemix([1500, 1, 15, 48000, 1], /buffer.sample_rate 1500 gives 15 samples per 10 ms/);
+  await refusedRemix([48000, 1, 480, 768_100, 1], /768100 Hz × 1 channels exceeds 7680/);
+  await refusedRemix([768_100, 2, 7681, 48000, 1], /downmixing 7681 samples × 2 channels to 1 overruns/);
+  await refusedRemix([48000, 1, 480, 16000, 0], /num_channels 0 is below 1/);
+});
+
+test('APM: no upper bound (48 kHz × 100 channels works); below 100 Hz divides by zero', async () => {
+  assert.equal(library('apm', 100, 1, 2), 'survived');
+  assert.equal(library('apm', 50, 1, 2), 'SIGABRT');
+  assert.equal(library('apm', 48000, 100, 96_000), 'survived');
+  const apm = await accepted({ case: 'newApm', value: new NewApmRequest({ echoCancellerEnabled: true, gainControllerEnabled: true, highPassFilterEnabled: true, noiseSuppressionEnabled: true }) });
+  const process = (sampleRate: number, numChannels: number, size: number) => {
+    const [ptr, bytes] = audioBuffer(new Int16Array(size / 2).fill(1000));
+    return shared.client.request(ffi({ case: 'apmProcessStream', value: new ApmProcessStreamRequest({ apmHandle: apm, dataPtr: ptr, size, sampleRate, numChannels }) }), [[ptr, bytes]]);
+  };
+  assert.equal((await process(100, 1, 2)).response.message.case, 'apmProcessStream');
+  assert.equal((await process(48000, 100, 96_000)).response.message.case, 'apmProcessStream');
+  await expectAbortRefusal(process(50, 1, 2), /sample_rate 50 is below 100 Hz/);
+});
+
+const soxRequest = (inputRate: number, outputRate: number, numChannels: number) =>
+  ({
+    case: 'newSoxResampler',
+    value: new NewSoxResamplerRequest({ inputRate, outputRate, numChannels, inputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, outputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, qualityRecipe: SoxQualityRecipe.SOXR_QUALITY_MEDIUM, flags: 0 }),
+  }) as const;
+
+test('sox resampler: any finite rate and channel count ≥ 1 (0 divides by zero on the first push)', async () => {
+  for (const values of [[10, 16000, 1, 480], [8000, 384_000, 1, 480], [48000, 16000, 1000, 480], [0, 16000, 1, 480]] as const) assert.equal(library('sox', ...values), 'survived', `sox ${values.join(' ')}`);
+  assert.equal(library('sox', 48000, 16000, 0, 480), 'SIGABRT');
+  // Once refused: rates below 1000 Hz, ratios over 16, more than 32 channels; rate 0 gets the library's error.
+  for (const [input, output, channels] of [[10, 16000, 1], [8000, 384_000, 1], [48000, 16000, 1000], [0, 16000, 1]] as const) await shared.client.dropHandles([await accepted(soxRequest(input, output, channels))]);
+  await refused(soxRequest(48000, 16000, 0), /num_channels 0 is below 1/);
+});
+
+test("sox pushes: the output must fit one message (with --max-message-size 1MiB, 5222 samples at 48 → 4800 kHz do, 5223 don't)", async () => {
+  // (ceil(samples × 100) + 1) × 2 bytes + 4096 of room ≤ 1 MiB: 5222 samples come back as up to 1,044,402 bytes.
+  const broker = await startBroker(['--max-message-size', '1MiB']);
+  const client = await BrokerClient.connect(broker.address);
+  try {
+    const { response } = await client.request(ffi(soxRequest(48000, 4_800_000, 1)));
+    assert.equal(response.message.case, 'newSoxResampler');
+    const resampler = (response.message.value.message.value as { handle: { id: bigint } }).handle.id;
+    const push = (count: number) => {
+      const [ptr, bytes] = audioBuffer(new Int16Array(count).fill(1000));
+      return client.request(ffi({ case: 'pushSoxResampler', value: new PushSoxResamplerRequest({ resamplerHandle: resampler, dataPtr: ptr, size: count * 2 }) }), [[ptr, bytes]]);
+    };
+    const pushed = await push(5222);
+    assert.equal(pushed.response.message.case, 'pushSoxResampler');
+    assert.ok((pushed.response.message.value.size ?? 0) > 0, 'the library resampled it');
+    await expectRefusal(push(5223), Error_Code.INVALID_REQUEST, /size 10446 bytes resampled by 100 comes back as about 1044602 bytes, over the 1048576-byte message limit; push less at a time/);
+  } finally {
+    await client.close();
+    assert.equal(await broker.stop(), 0);
+  }
+});
