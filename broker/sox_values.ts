@@ -4,9 +4,10 @@
 // What aborts, crashes or hangs:
 // - a NaN or infinite rate: creation or the first push hangs (30 s and more, measured);
 // - num_channels 0: each push divides by it (resampler.rs:98, "attempt to divide by zero");
-// - many channels: a push reads out of bounds (SIGSEGV in soxr_process), erratically from about
-//   16,379 channels (16,384: 2 crashes in 9 runs; 20,000: 2 in 3; 65,536: 3 in 3); 2^31 hangs
-//   creation. Up to 16,000 never crashed (23 runs), so that is the limit;
+// - many channels: a push reads past the end of an array (SIGSEGV in soxr_process), erratically:
+//   pushing 1 sample per channel crashed 1 run in 3 at 10,000 channels, 3 in 5 at 16,000, every
+//   run at 65,536; 2^31 hangs creation. Up to 9000 never crashed (1 or 480 samples, 30 runs), so
+//   the limit is 8192;
 // - the output buffer, reserved at creation as output_rate / 100 samples: output_rate 1e30 asked
 //   for 368,934,881,474,191,032 bytes and aborted;
 // - a push resizes (and zero-fills) that buffer to (ceil(samples × output_rate / input_rate) +
@@ -19,14 +20,14 @@ import type { SchemaMessage } from './livekit_schema.js';
 const num = (m: SchemaMessage, field: string): number => Number(m[field] ?? 0);
 /** Room left in a message for what surrounds the output bytes. */
 const MESSAGE_OVERHEAD = 4096;
-const MAX_CHANNELS = 16_000;
+const MAX_CHANNELS = 8192;
 
 export function soxCreationProblem(m: SchemaMessage): string | undefined {
   const input = num(m, 'inputRate');
   const output = num(m, 'outputRate');
   if (!Number.isFinite(input) || !Number.isFinite(output)) return `input_rate ${input} and output_rate ${output} must be finite`;
   if (num(m, 'numChannels') < 1) return `num_channels ${num(m, 'numChannels')} is below 1: every push divides by it`;
-  if (num(m, 'numChannels') > MAX_CHANNELS) return `num_channels ${num(m, 'numChannels')} is over ${MAX_CHANNELS}: soxr crashes on pushes from about 16,379`;
+  if (num(m, 'numChannels') > MAX_CHANNELS) return `num_channels ${num(m, 'numChannels')} is over ${MAX_CHANNELS}: soxr crashes on pushes from about 10,000`;
   return allocationProblem(`output_rate ${output}`, Math.max(0, Math.floor(output / 100)) * 2);
 }
 
@@ -47,7 +48,7 @@ export class SoxFormats {
 
   /** Why a PushSoxResamplerRequest cannot be answered, or undefined. */
   pushProblem(m: SchemaMessage, maxBytes: number): string | undefined {
-    const format = this.formats.get(BigInt(m.resamplerHandle as bigint));
+    const format = typeof m.resamplerHandle === 'bigint' ? this.formats.get(m.resamplerHandle) : undefined;
     // Rates ≤ 0 (ratio not positive and finite): soxr_create failed and the push answers an error.
     if (format === undefined || !(format.ratio > 0 && Number.isFinite(format.ratio))) return undefined;
     const frames = Math.floor(num(m, 'size') / 2 / format.channels);

@@ -222,17 +222,17 @@ const soxRequest = (inputRate: number, outputRate: number, numChannels: number) 
     value: new NewSoxResamplerRequest({ inputRate, outputRate, numChannels, inputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, outputDataType: SoxResamplerDataType.SOXR_DATATYPE_INT16I, qualityRecipe: SoxQualityRecipe.SOXR_QUALITY_MEDIUM, flags: 0 }),
   }) as const;
 
-test('sox resampler: any finite rate, 1 to 16,000 channels (0 divides by zero on the first push, 65,536 crashes it)', async () => {
-  for (const values of [[10, 16000, 1, 480], [8000, 384_000, 1, 480], [48000, 16000, 16_000, 1], [0, 16000, 1, 480]] as const) assert.equal(library('sox', ...values), 'survived', `sox ${values.join(' ')}`);
+test('sox resampler: any finite rate, 1 to 8192 channels (0 divides by zero on the first push, 65,536 crashes it)', async () => {
+  for (const values of [[10, 16000, 1, 480], [8000, 384_000, 1, 480], [48000, 16000, 8192, 480], [0, 16000, 1, 480]] as const) assert.equal(library('sox', ...values), 'survived', `sox ${values.join(' ')}`);
   assert.equal(library('sox', 48000, 16000, 0, 480), 'SIGABRT');
   assert.equal(library('sox', 48000, 16000, 65_536, 0), 'SIGSEGV');
-  await refused(soxRequest(48000, 16000, 16_001), /num_channels 16001 is over 16000/);
+  await refused(soxRequest(48000, 16000, 8193), /num_channels 8193 is over 8192/);
   // Once refused: rates below 1000 Hz, ratios over 16, more than 32 channels; rate 0 gets the library's error.
-  for (const [input, output, channels] of [[10, 16000, 1], [8000, 384_000, 1], [48000, 16000, 16_000], [0, 16000, 1]] as const) await shared.client.dropHandles([await accepted(soxRequest(input, output, channels))]);
+  for (const [input, output, channels] of [[10, 16000, 1], [8000, 384_000, 1], [48000, 16000, 8192], [0, 16000, 1]] as const) await shared.client.dropHandles([await accepted(soxRequest(input, output, channels))]);
   await refused(soxRequest(48000, 16000, 0), /num_channels 0 is below 1/);
   // The widest resampler takes a push through the broker.
-  const wide = await accepted(soxRequest(48000, 16000, 16_000));
-  const [ptr, bytes] = audioBuffer(new Int16Array(16_000).fill(1000));
+  const wide = await accepted(soxRequest(48000, 16000, 8192));
+  const [ptr, bytes] = audioBuffer(new Int16Array(8192).fill(1000));
   const pushed = await shared.client.request(ffi({ case: 'pushSoxResampler', value: new PushSoxResamplerRequest({ resamplerHandle: wide, dataPtr: ptr, size: bytes.length }) }), [[ptr, bytes]]);
   assert.equal(pushed.response.message.case, 'pushSoxResampler');
   assert.equal(pushed.response.message.value.error, undefined);
