@@ -10,7 +10,7 @@ import { apmProblem, audioSourceProblem, audioSourceQueueBytes, audioStreamForma
 import { allocationProblem } from './host_memory.js';
 import type { SchemaMessage } from './livekit_schema.js';
 import { soxCreationProblem } from './sox_values.js';
-import { MIN_CAPTURE_DIMENSION, videoRequestProblem } from './video_layout.js';
+import { videoRequestProblem } from './video_layout.js';
 
 // Bytes per slot of a stream's frame queue, which rtrb allocates up front (libwebrtc
 // native/audio_stream.rs, video_stream.rs): measured from the library's own "memory allocation of
@@ -24,8 +24,7 @@ const VIDEO_QUEUE_SLOT_BYTES = 80;
 // a lower bound, so the rule never refuses a buffer the library could make). Not measured: a data
 // track needs a server.
 const DATA_TRACK_SLOT_BYTES = 24;
-// A video source's resolution is the aspect ratio WebRTC crops captured frames to (video_layout.ts).
-const MAX_SOURCE_ASPECT = 16;
+const INT32_MAX = 0x7fff_ffff;
 
 const num = (m: SchemaMessage, field: string): number => Number(m[field] ?? 0);
 
@@ -54,13 +53,17 @@ const RULES: Record<string, (m: SchemaMessage) => string | undefined> = {
   newAudioSource: (m) => audioSourceProblem(m) ?? allocationProblem(`queue_size_ms ${num(m, 'queueSizeMs')}`, audioSourceQueueBytes(m)),
   newAudioStream: audioStreamProblem,
   audioStreamFromParticipant: audioStreamProblem,
+  // A video source makes an I420 frame of its resolution, sized in a C++ int: measured, 0 fails
+  // "width > 0", 1×1 works (any captured frame of 4×4 and up), 37,836² works and 37,837² fails
+  // "IsValueInRangeForNumericType" (37,837² + 2 × 18,919² is over 2^31 − 1), as does 1,073,741,824 × 1.
   newVideoSource: (m) => {
     const resolution = m.resolution as SchemaMessage | undefined;
     if (resolution === undefined) return undefined;
     const width = num(resolution, 'width');
     const height = num(resolution, 'height');
-    if (width < MIN_CAPTURE_DIMENSION || height < MIN_CAPTURE_DIMENSION) return `resolution ${width}×${height} is below ${MIN_CAPTURE_DIMENSION}×${MIN_CAPTURE_DIMENSION}`;
-    if (Math.max(width, height) / Math.min(width, height) > MAX_SOURCE_ASPECT) return `resolution ${width}×${height} has an aspect ratio over ${MAX_SOURCE_ASPECT}:1`;
+    if (width < 1 || height < 1) return `resolution ${width}×${height} has a side of 0`;
+    const i420Bytes = width * height + 2 * Math.ceil(width / 2) * Math.ceil(height / 2);
+    if (i420Bytes > INT32_MAX) return `resolution ${width}×${height} makes an I420 frame of ${i420Bytes} bytes, over 2^31 − 1`;
     return undefined;
   },
   newVideoStream: videoStreamProblem,

@@ -26,7 +26,8 @@ import {
 } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import type { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { CreateAudioTrackRequest, CreateVideoTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
-import { NewVideoSourceRequest, NewVideoStreamRequest, VideoSourceResolution, VideoSourceType, VideoStreamType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
+import { CaptureVideoFrameRequest, NewVideoSourceRequest, NewVideoStreamRequest, VideoBufferType, VideoSourceResolution, VideoSourceType, VideoStreamType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
+import { videoFrameBuffer } from '../client/video.js';
 import { audioBuffer } from '../client/media.js';
 import { BrokerClient } from '../client/broker_client.js';
 import { Error_Code } from '../proto/gen/ffi_broker_pb.js';
@@ -259,4 +260,29 @@ test("sox pushes: the output must fit one message (with --max-message-size 1MiB,
     await client.close();
     assert.equal(await broker.stop(), 0);
   }
+});
+
+const videoSource = (width: number, height: number) =>
+  ({ case: 'newVideoSource', value: new NewVideoSourceRequest({ type: VideoSourceType.VIDEO_SOURCE_NATIVE, resolution: new VideoSourceResolution({ width, height }) }) }) as const;
+
+test('video sources: 1×1 up to an I420 frame of 2^31 − 1 bytes (37,836² works, 37,837² aborts); captured frames from 4×4 (3×3 aborts), whatever the source', async () => {
+  assert.equal(library('video-capture', 64, 64, 4, 4), 'survived');
+  assert.equal(library('video-capture', 64, 64, 3, 3), 'SIGABRT');
+  assert.equal(library('video-capture', 1, 1, 1000, 4), 'survived');
+  assert.equal(library('video-capture', 0, 1, 64, 64), 'SIGABRT');
+  assert.equal(library('video-capture', 37_836, 37_836, 64, 64), 'survived');
+  assert.equal(library('video-capture', 37_837, 37_837, 64, 64), 'SIGABRT');
+  // Once refused as below 16×16 or over a 16:1 aspect ratio.
+  const tiny = await accepted(videoSource(1, 1));
+  await shared.client.dropHandles([await accepted(videoSource(1600, 16))]);
+  await refused(videoSource(37_837, 37_837), /resolution 37837×37837 makes an I420 frame of 2147495691 bytes, over 2\^31 − 1/);
+  await refused(videoSource(0, 1), /resolution 0×1 has a side of 0/);
+  const capture = (width: number, height: number) => {
+    const frame = videoFrameBuffer(VideoBufferType.I420, width, height, new Uint8Array(width * height + 2 * Math.ceil(width / 2) * Math.ceil(height / 2)));
+    return shared.client.request(ffi({ case: 'captureVideoFrame', value: new CaptureVideoFrameRequest({ sourceHandle: tiny, buffer: frame.info, timestampUs: 0n, rotation: 0 }) }), frame.buffers);
+  };
+  for (const [w, h] of [[4, 4], [1000, 4]] as const) assert.equal((await capture(w, h)).response.message.case, 'captureVideoFrame', `${w}×${h}`);
+  await expectRefusal(capture(4, 3), Error_Code.INVALID_REQUEST, /width × height = 4×3: captured frames must be at least 4×4/);
+  await shared.client.dropHandles([tiny]);
+  assert.equal(shared.broker.proc.exitCode, null);
 });

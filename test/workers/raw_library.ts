@@ -20,7 +20,8 @@ import {
 } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiRequest, FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { CreateAudioTrackRequest, CreateVideoTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
-import { NewVideoSourceRequest, NewVideoStreamRequest, VideoSourceResolution, VideoSourceType, VideoStreamType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
+import { CaptureVideoFrameRequest, NewVideoSourceRequest, NewVideoStreamRequest, VideoBufferType, VideoSourceResolution, VideoSourceType, VideoStreamType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
+import { videoFrameBuffer } from '../../client/video.js';
 import { FfiLibrary, locateLibrary } from '../../broker/native/ffi_library.js';
 import { NativeShim } from '../../broker/native/shim.js';
 
@@ -47,10 +48,14 @@ function audioTrack(sourceHandle = audioSource(48000, 1)): bigint {
   return track.value.track!.handle!.id!;
 }
 
-function videoTrack(): bigint {
-  const source = send({ case: 'newVideoSource', value: new NewVideoSourceRequest({ type: VideoSourceType.VIDEO_SOURCE_NATIVE, resolution: new VideoSourceResolution({ width: 64, height: 64 }) }) });
+function videoSource(width: number, height: number): bigint {
+  const source = send({ case: 'newVideoSource', value: new NewVideoSourceRequest({ type: VideoSourceType.VIDEO_SOURCE_NATIVE, resolution: new VideoSourceResolution({ width, height }) }) });
   if (source.case !== 'newVideoSource') throw new Error('no video source');
-  const track = send({ case: 'createVideoTrack', value: new CreateVideoTrackRequest({ name: 'v', sourceHandle: source.value.source!.handle!.id! }) });
+  return source.value.source!.handle!.id!;
+}
+
+function videoTrack(sourceHandle = videoSource(64, 64)): bigint {
+  const track = send({ case: 'createVideoTrack', value: new CreateVideoTrackRequest({ name: 'v', sourceHandle }) });
   if (track.case !== 'createVideoTrack') throw new Error('no video track');
   return track.value.track!.handle!.id!;
 }
@@ -72,6 +77,21 @@ switch (scenario) {
     const data = samples(perChunk * channels);
     for (let i = 0; i < 10; i++) send({ case: 'captureAudioFrame', value: new CaptureAudioFrameRequest({ sourceHandle: source, buffer: new AudioFrameBufferInfo({ dataPtr: data, numChannels: channels, sampleRate: rate, samplesPerChannel: perChunk }) }) });
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000); // the source's 10 ms task runs meanwhile
+    break;
+  }
+  case 'video-capture': {
+    // source_width source_height frame_width frame_height: I420 frames captured into a source a stream listens to
+    const [sw, sh, fw, fh] = n as [number, number, number, number];
+    const source = videoSource(sw, sh);
+    send({ case: 'newVideoStream', value: new NewVideoStreamRequest({ trackHandle: videoTrack(source), type: VideoStreamType.VIDEO_STREAM_NATIVE }) });
+    const frame = videoFrameBuffer(VideoBufferType.I420, fw, fh, new Uint8Array(fw * fh + 2 * Math.ceil(fw / 2) * Math.ceil(fh / 2)).fill(90));
+    // The frame's pointers are the worker's Buffer; the library reads native memory at those addresses.
+    const [[ptr, bytes]] = frame.buffers;
+    const native = shim.allocCopy(bytes);
+    frame.info.dataPtr = native;
+    for (const c of frame.info.components) c.dataPtr = native + (c.dataPtr! - ptr);
+    for (let i = 0; i < 3; i++) send({ case: 'captureVideoFrame', value: new CaptureVideoFrameRequest({ sourceHandle: source, buffer: frame.info, timestampUs: BigInt(i * 33_000), rotation: 0 }) });
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
     break;
   }
   case 'remix': {
