@@ -8,22 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import {
-  ApmProcessStreamRequest,
-  AudioFrameBufferInfo,
-  AudioSourceType,
-  AudioStreamType,
-  CaptureAudioFrameRequest,
-  NewApmRequest,
-  NewAudioResamplerRequest,
-  NewAudioSourceRequest,
-  NewAudioStreamRequest,
-  NewSoxResamplerRequest,
-  PushSoxResamplerRequest,
-  RemixAndResampleRequest,
-  SoxQualityRecipe,
-  SoxResamplerDataType,
-} from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
+import { ApmProcessStreamRequest, AudioFrameBufferInfo, AudioSourceType, AudioStreamType, CaptureAudioFrameRequest, NewApmRequest, NewAudioResamplerRequest, NewAudioSourceRequest, NewAudioStreamRequest, NewSoxResamplerRequest, PushSoxResamplerRequest, RemixAndResampleRequest, SoxQualityRecipe, SoxResamplerDataType } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import type { FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { CreateAudioTrackRequest, CreateVideoTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
 import { CaptureVideoFrameRequest, NewVideoSourceRequest, NewVideoStreamRequest, VideoBufferType, VideoSourceResolution, VideoSourceType, VideoStreamType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';

@@ -2,22 +2,7 @@
 // scenario's requests with the values on the command line: the evidence of where the library itself
 // aborts. It prints "survived" and exits 0 when the library took them; an abort ends it by SIGABRT
 // (or SIGFPE). Usage: raw_library SCENARIO N...
-import {
-  ApmProcessStreamRequest,
-  AudioFrameBufferInfo,
-  AudioSourceType,
-  AudioStreamType,
-  CaptureAudioFrameRequest,
-  NewApmRequest,
-  NewAudioResamplerRequest,
-  NewAudioSourceRequest,
-  NewAudioStreamRequest,
-  NewSoxResamplerRequest,
-  PushSoxResamplerRequest,
-  RemixAndResampleRequest,
-  SoxQualityRecipe,
-  SoxResamplerDataType,
-} from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
+import { ApmProcessStreamRequest, AudioFrameBufferInfo, AudioSourceType, AudioStreamType, CaptureAudioFrameRequest, NewApmRequest, NewAudioResamplerRequest, NewAudioSourceRequest, NewAudioStreamRequest, NewSoxResamplerRequest, PushSoxResamplerRequest, RemixAndResampleRequest, SoxQualityRecipe, SoxResamplerDataType } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiRequest, FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { CreateAudioTrackRequest, CreateVideoTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
 import { CaptureVideoFrameRequest, NewVideoSourceRequest, NewVideoStreamRequest, VideoBufferType, VideoSourceResolution, VideoSourceType, VideoStreamType } from '@livekit/rtc-ffi-bindings/proto/video_frame_pb.js';
@@ -36,37 +21,22 @@ function send(message: FfiRequest['message']): FfiResponse['message'] {
   return FfiResponse.fromBinary(bytes).message;
 }
 
-function audioSource(sampleRate: number, numChannels: number): bigint {
-  const source = send({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate, numChannels, queueSizeMs: 1000 }) });
-  if (source.case !== 'newAudioSource') throw new Error('no audio source');
-  return source.value.source!.handle!.id!;
-}
-
-function audioTrack(sourceHandle = audioSource(48000, 1)): bigint {
-  const track = send({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: 'a', sourceHandle }) });
-  if (track.case !== 'createAudioTrack') throw new Error('no audio track');
-  return track.value.track!.handle!.id!;
-}
-
-function videoSource(width: number, height: number): bigint {
-  const source = send({ case: 'newVideoSource', value: new NewVideoSourceRequest({ type: VideoSourceType.VIDEO_SOURCE_NATIVE, resolution: new VideoSourceResolution({ width, height }) }) });
-  if (source.case !== 'newVideoSource') throw new Error('no video source');
-  return source.value.source!.handle!.id!;
-}
-
-function videoTrack(sourceHandle = videoSource(64, 64)): bigint {
-  const track = send({ case: 'createVideoTrack', value: new CreateVideoTrackRequest({ name: 'v', sourceHandle }) });
-  if (track.case !== 'createVideoTrack') throw new Error('no video track');
-  return track.value.track!.handle!.id!;
-}
-
-const [scenario, ...args] = process.argv.slice(2);
-const n = args.map(Number);
-const handleOf = (message: FfiResponse['message']): bigint => {
+/** The handle of the Owned* a response holds, directly or in its oneof. */
+function handleOf(message: FfiResponse['message']): bigint {
   const owned = Object.values(message.value ?? {}).find((v) => typeof v === 'object' && v !== null && 'handle' in v) as { handle: { id: bigint } } | undefined;
   const inner = (message.value as { message?: { value?: { handle?: { id: bigint } } } } | undefined)?.message?.value?.handle;
   return owned?.handle.id ?? inner!.id;
-};
+}
+
+const audioSource = (sampleRate: number, numChannels: number): bigint =>
+  handleOf(send({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate, numChannels, queueSizeMs: 1000 }) }));
+const audioTrack = (sourceHandle = audioSource(48000, 1)): bigint => handleOf(send({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name: 'a', sourceHandle }) }));
+const videoSource = (width: number, height: number): bigint =>
+  handleOf(send({ case: 'newVideoSource', value: new NewVideoSourceRequest({ type: VideoSourceType.VIDEO_SOURCE_NATIVE, resolution: new VideoSourceResolution({ width, height }) }) }));
+const videoTrack = (sourceHandle = videoSource(64, 64)): bigint => handleOf(send({ case: 'createVideoTrack', value: new CreateVideoTrackRequest({ name: 'v', sourceHandle }) }));
+
+const [scenario, ...args] = process.argv.slice(2);
+const n = args.map(Number);
 switch (scenario) {
   case 'source-stream': {
     // sample_rate num_channels stream_rate stream_channels: a second of captured audio through a stream
