@@ -78,6 +78,8 @@ export const refuse = {
     new Refusal(Code.INVALID_REQUEST, `${kind}: the Buffer for ${field} = ${hex(ptr)} has ${got} bytes, the message implies ${need}`),
   oversizedBuffer: (kind: string, field: string, need: number, limit: number) =>
     new Refusal(Code.INVALID_REQUEST, `${kind}: ${field} implies ${need} bytes, over the ${limit}-byte message limit; check the frame's dimensions`),
+  unsendableOutput: (kind: string, detail: string) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}: ${detail}; the request was not sent to the library`),
   badVideoBuffer: (kind: string, detail: string) =>
     new Refusal(Code.INVALID_REQUEST, `${kind}: ${detail}; the request was not sent to the library`),
   ffiFailed: (kind: string) =>

@@ -66,6 +66,10 @@ export class HandleRegistry<O extends Owner> {
     this.streaming.delete(handle);
   }
 
+  isOwned(handle: bigint): boolean {
+    return this.handleOwners.has(handle);
+  }
+
   /** Who gets an event naming `handle`: its owner, or the session it was freed or dropped for. */
   eventOwner(handle: bigint): O | undefined {
     return this.handleOwners.get(handle) ?? this.streaming.get(handle) ?? this.released.get(handle)?.owner;

@@ -8,6 +8,7 @@ import { FfiRequest, FfiResponse, selected, setFieldValue, walk, type SchemaMess
 import { RequestMemory } from './request_memory.js';
 import { valueVerdict } from './request_values.js';
 import { FilterModules } from './filter_modules.js';
+import { SoxFormats } from './sox_values.js';
 import type { HostPolicy } from './host_policy.js';
 import { kindVerdict, requestCarriesPointers } from './request_kinds.js';
 import { Refusal, refuse } from './errors.js';
@@ -27,6 +28,7 @@ export class RequestExecutor<O extends Owner> {
   /** Requests stopped just before the library because a pointer in them was not the broker's (lkb_unvalidated_pointers_total); must stay 0. */
   unvalidatedPointers = 0;
   private readonly filterModules: FilterModules<O>;
+  private readonly soxFormats = new SoxFormats();
 
   constructor(
     private readonly library: FfiLibrary,
@@ -64,6 +66,10 @@ export class RequestExecutor<O extends Owner> {
       });
       const valueProblem = valueVerdict(chosen.kind, typeName, chosen.value, this.maxBufferBytes);
       if (valueProblem !== null) throw valueProblem;
+      if (chosen.kind === 'pushSoxResampler') {
+        const pushProblem = this.soxFormats.pushProblem(chosen.value, this.maxBufferBytes);
+        if (pushProblem !== undefined) throw refuse.unsendableOutput(typeName, pushProblem);
+      }
 
       let clientAsyncId: bigint | undefined;
       walk(chosen.value, {
@@ -92,7 +98,7 @@ export class RequestExecutor<O extends Owner> {
       const answer = this.library.request(bytes);
       this.forgetFreed(chosen.kind, chosen.value);
       if (answer === null) throw refuse.ffiFailed(typeName);
-      return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId, memory.written()) };
+      return { typeName, response: this.answer(owner, request.requestId, answer, clientAsyncId, memory.written(), chosen.kind === 'newSoxResampler' ? chosen.value : undefined) };
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
       return { typeName, response: err.toResponse(request.requestId) };
@@ -108,9 +114,12 @@ export class RequestExecutor<O extends Owner> {
     if (typeof handle === 'bigint') this.registry.consume(handle, freed?.eventsUntil !== undefined);
   }
 
-  private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined, written: WireBuffer[]): Response {
+  private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined, written: WireBuffer[], soxRequest?: SchemaMessage): Response {
     const message = FfiResponse.fromBinary(bytes) as unknown as SchemaMessage;
     const chosen = selected(message);
+    // The sox resampler's format, to check its pushes (sox_values.ts).
+    const soxHandle = soxRequest === undefined ? undefined : ((chosen?.value.message as { value?: { handle?: { id?: bigint } } } | undefined)?.value?.handle?.id);
+    if (soxRequest !== undefined && soxHandle !== undefined) this.soxFormats.remember(soxHandle, soxRequest, (h) => this.registry.isOwned(h));
     let rewritten = false;
     if (chosen !== undefined) {
       walk(chosen.value, {

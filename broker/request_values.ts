@@ -1,126 +1,74 @@
 // Values the library cannot survive. liblivekit_ffi is built with panic = "abort": a request whose
 // values make it panic or divide by zero kills the broker and every session with it, so such
-// requests are refused here, before the library sees them (each rule below was seen to abort).
-// Video layouts, which can also make it read out of bounds, are checked in video_layout.ts.
+// requests are refused here, before the library sees them. Each rule sits where the library's own
+// abort (or hang) starts, never before it: what the library accepts, the broker passes. "Measured"
+// means the values on both sides were sent to the real library (test/workers/raw_library.ts;
+// test/guard_thresholds.test.ts shows them). Audio rules are in audio_values.ts, the sox resampler's
+// in sox_values.ts, video layouts (which can also make it read out of bounds) in video_layout.ts.
 import { refuse, type Refusal } from './errors.js';
+import { apmProblem, audioSourceProblem, audioSourceQueueBytes, audioStreamFormatProblem, remixProblem } from './audio_values.js';
+import { allocationProblem } from './host_memory.js';
 import type { SchemaMessage } from './livekit_schema.js';
-import { MIN_CAPTURE_DIMENSION, videoRequestProblem } from './video_layout.js';
+import { soxCreationProblem } from './sox_values.js';
+import { videoRequestProblem } from './video_layout.js';
 
-// WebRTC's audio buffers hold at most 7680 samples per 10 ms chunk (e.g. 384 kHz stereo).
-const MAX_SAMPLES_PER_10MS = 7680;
-// An audio source's queue is allocated up front (rate × channels × queue_size_ms): a huge one is an
-// allocation the library aborts on. A minute is far beyond any real use (the SDKs use 1 s).
-const MAX_QUEUE_SIZE_MS = 60_000;
-// Stream queues (queue_size_frames, a data track's buffer_size) are allocated up front too: 2^31
-// frames asked for 80 GiB and aborted. 0 means unbounded, which the library grows as it needs.
-const MAX_QUEUE_FRAMES = 10_000;
-// A video source's resolution is the aspect ratio WebRTC crops captured frames to (video_layout.ts).
-const MAX_SOURCE_ASPECT = 16;
-// A sox resampler sizes its output for each push from the rates and channels
-// (ceil(in × out/in) + delay, × channels, as usize): a huge ratio or channel count overflowed it into
-// "memory allocation of 368934881474191032 bytes failed", an abort (fuzz seed 256279016). Real audio
-// is 8–384 kHz; a ratio of 16 takes 8 kHz to 128 kHz and bounds a push's output at 16× its input.
-const SOX_MIN_RATE = 1000;
-const SOX_MAX_RATE = 768_000;
-const SOX_MAX_RATIO = 16;
-const SOX_MAX_CHANNELS = 32;
-
-function queueFramesProblem(m: SchemaMessage | undefined, field: string, name: string): string | undefined {
-  if (m === undefined || m[field] === undefined) return undefined;
-  return num(m, field) > MAX_QUEUE_FRAMES ? `${name} ${num(m, field)} is over ${MAX_QUEUE_FRAMES}` : undefined;
-}
-const streamQueueProblem = (m: SchemaMessage): string | undefined => queueFramesProblem(m, 'queueSizeFrames', 'queue_size_frames');
-const audioStreamProblem = (m: SchemaMessage): string | undefined => optionalChunkProblem(m) ?? streamQueueProblem(m);
+// Bytes per slot of a stream's frame queue, which rtrb allocates up front (libwebrtc
+// native/audio_stream.rs, video_stream.rs): measured from the library's own "memory allocation of
+// N bytes failed" (25,280,510,200 bytes for 632,012,755 audio frames; 63,183,275,520 for 789,790,944
+// video frames). 0 frames means unbounded, which the library grows as it needs.
+const AUDIO_QUEUE_SLOT_BYTES = 40;
+const VIDEO_QUEUE_SLOT_BYTES = 80;
+// A data track's buffer is a tokio broadcast channel (livekit-datatrack remote/manager.rs), which
+// panics on capacity 0 ("broadcast channel capacity cannot be zero", tokio 1.53 sync/broadcast.rs)
+// and fills next_power_of_two(capacity) slots up front, each at least rem + pos + its lock (24 bytes:
+// a lower bound, so the rule never refuses a buffer the library could make). Not measured: a data
+// track needs a server.
+const DATA_TRACK_SLOT_BYTES = 24;
+const INT32_MAX = 0x7fff_ffff;
 
 const num = (m: SchemaMessage, field: string): number => Number(m[field] ?? 0);
 
-/** Rate and channel count of 10 ms audio chunks: rate ≥ 100 Hz, ≥ 1 channel, within WebRTC's buffer. */
-function chunkProblem(rate: number, channels: number): string | undefined {
-  if (!(rate >= 100)) return `sample_rate ${rate} is below 100 Hz`;
-  if (!(channels >= 1)) return `num_channels ${channels} is below 1`;
-  if (Math.floor(rate / 100) * channels > MAX_SAMPLES_PER_10MS) return `${rate} Hz × ${channels} channels exceeds ${MAX_SAMPLES_PER_10MS} samples per 10 ms`;
-  return undefined;
+function queueFramesProblem(m: SchemaMessage, slotBytes: number): string | undefined {
+  if (m.queueSizeFrames === undefined) return undefined;
+  const frames = num(m, 'queueSizeFrames');
+  return allocationProblem(`queue_size_frames ${frames} (${slotBytes} bytes each)`, frames * slotBytes);
 }
+const audioStreamProblem = (m: SchemaMessage): string | undefined => audioStreamFormatProblem(m) ?? queueFramesProblem(m, AUDIO_QUEUE_SLOT_BYTES);
+const videoStreamProblem = (m: SchemaMessage): string | undefined => queueFramesProblem(m, VIDEO_QUEUE_SLOT_BYTES);
 
-function apmProblem(m: SchemaMessage): string | undefined {
-  const rate = num(m, 'sampleRate');
-  const channels = num(m, 'numChannels');
-  const chunk = chunkProblem(rate, channels);
-  if (chunk !== undefined) return chunk;
-  const samples = Math.floor(num(m, 'size') / 2);
-  const per10ms = Math.floor(rate / 100) * channels;
-  if (samples === 0 || samples % per10ms !== 0) return `size ${num(m, 'size')} bytes is not a whole number of 10 ms chunks (${per10ms * 2} bytes each)`;
-  return undefined;
-}
-
-// A field the request may leave unset (proto2 optional): checked only when set.
-function optionalChunkProblem(m: SchemaMessage): string | undefined {
-  if (m.sampleRate === undefined && m.numChannels === undefined) return undefined;
-  return chunkProblem(m.sampleRate === undefined ? 48000 : num(m, 'sampleRate'), m.numChannels === undefined ? 1 : num(m, 'numChannels'));
-}
-
-/** An audio frame sent to the library: a valid rate and channel count, and at least one sample. */
-function frameProblem(info: SchemaMessage | undefined): string | undefined {
-  if (info === undefined) return undefined; // required: the encoder refuses it
-  const chunk = chunkProblem(num(info, 'sampleRate'), num(info, 'numChannels'));
-  if (chunk !== undefined) return `buffer: ${chunk}`;
-  // Seen to hang livekit_ffi_request (and so the broker) with samples_per_channel 0 (fuzz).
-  if (num(info, 'samplesPerChannel') < 1) return 'buffer.samples_per_channel is 0';
-  return undefined;
-}
-
-// WebRTC's resampler takes whole 10 ms chunks: 7 samples at 48 kHz aborted it ("Check failed:
-// source_available_ == frames", push_sinc_resampler.cc; fuzz seed 251453608).
-function remixInputProblem(info: SchemaMessage | undefined): string | undefined {
-  const frame = frameProblem(info);
-  if (frame !== undefined || info === undefined) return frame;
-  const per10ms = Math.floor(num(info, 'sampleRate') / 100);
-  if (num(info, 'samplesPerChannel') % per10ms !== 0) return `buffer.samples_per_channel ${num(info, 'samplesPerChannel')} is not a whole number of 10 ms chunks (${per10ms} samples each)`;
-  return undefined;
+function dataTrackBufferProblem(options: SchemaMessage | undefined): string | undefined {
+  if (options?.bufferSize === undefined) return undefined;
+  const size = num(options, 'bufferSize');
+  if (size < 1) return 'options.buffer_size 0: the library makes its buffer a tokio broadcast channel, which panics on capacity 0';
+  return allocationProblem(`options.buffer_size ${size}`, 2 ** Math.ceil(Math.log2(size)) * DATA_TRACK_SLOT_BYTES);
 }
 
 const RULES: Record<string, (m: SchemaMessage) => string | undefined> = {
   apmProcessStream: apmProblem,
   apmProcessReverseStream: apmProblem,
-  remixAndResample: (m) => chunkProblem(num(m, 'sampleRate'), num(m, 'numChannels')) ?? remixInputProblem(m.buffer as SchemaMessage | undefined),
-  captureAudioFrame: (m) => frameProblem(m.buffer as SchemaMessage | undefined),
-  newSoxResampler: (m) => {
-    const input = num(m, 'inputRate');
-    const output = num(m, 'outputRate');
-    if (!(input > 0 && Number.isFinite(input)) || !(output > 0 && Number.isFinite(output))) return `input_rate ${input} and output_rate ${output} must be positive`;
-    if (!(num(m, 'numChannels') >= 1)) return `num_channels ${num(m, 'numChannels')} is below 1`;
-    if (num(m, 'numChannels') > SOX_MAX_CHANNELS) return `num_channels ${num(m, 'numChannels')} is over ${SOX_MAX_CHANNELS}`;
-    for (const [name, rate] of [['input_rate', input], ['output_rate', output]] as const) {
-      if (rate < SOX_MIN_RATE || rate > SOX_MAX_RATE) return `${name} ${rate} is outside ${SOX_MIN_RATE}..${SOX_MAX_RATE} Hz`;
-    }
-    if (output / input > SOX_MAX_RATIO) return `output_rate / input_rate = ${output / input} is over ${SOX_MAX_RATIO}`;
-    return undefined;
-  },
-  // Seen to abort (std::length_error in vector::reserve) with sample_rate 1,847,138,908 (fuzz seed 250878423).
-  newAudioSource: (m) => {
-    const chunk = optionalChunkProblem(m);
-    if (chunk !== undefined) return chunk;
-    if (m.queueSizeMs === undefined) return undefined;
-    const queue = num(m, 'queueSizeMs');
-    if (queue > MAX_QUEUE_SIZE_MS) return `queue_size_ms ${queue} is over ${MAX_QUEUE_SIZE_MS}`;
-    // Seen to panic: "queue_size_ms must be a multiple of 10" (audio_source.rs).
-    if (queue % 10 !== 0) return `queue_size_ms ${queue} is not a multiple of 10`;
-    return undefined;
-  },
+  remixAndResample: remixProblem,
+  // No rule for CaptureAudioFrameRequest: the library answers a frame that does not match its source
+  // with an error, and frames that match an accepted source work (0 samples too): measured.
+  newSoxResampler: soxCreationProblem,
+  newAudioSource: (m) => audioSourceProblem(m) ?? allocationProblem(`queue_size_ms ${num(m, 'queueSizeMs')}`, audioSourceQueueBytes(m)),
   newAudioStream: audioStreamProblem,
   audioStreamFromParticipant: audioStreamProblem,
+  // A video source makes an I420 frame of its resolution, sized in a C++ int: measured, 0 fails
+  // "width > 0", 1×1 works (any captured frame of 4×4 and up), 37,836² works and 37,837² fails
+  // "IsValueInRangeForNumericType" (37,837² + 2 × 18,919² is over 2^31 − 1), as does 1,073,741,824 × 1.
   newVideoSource: (m) => {
     const resolution = m.resolution as SchemaMessage | undefined;
     if (resolution === undefined) return undefined;
     const width = num(resolution, 'width');
     const height = num(resolution, 'height');
-    if (width < MIN_CAPTURE_DIMENSION || height < MIN_CAPTURE_DIMENSION) return `resolution ${width}×${height} is below ${MIN_CAPTURE_DIMENSION}×${MIN_CAPTURE_DIMENSION}`;
-    if (Math.max(width, height) / Math.min(width, height) > MAX_SOURCE_ASPECT) return `resolution ${width}×${height} has an aspect ratio over ${MAX_SOURCE_ASPECT}:1`;
+    if (width < 1 || height < 1) return `resolution ${width}×${height} has a side of 0`;
+    const i420Bytes = width * height + 2 * Math.ceil(width / 2) * Math.ceil(height / 2);
+    if (i420Bytes > INT32_MAX) return `resolution ${width}×${height} makes an I420 frame of ${i420Bytes} bytes, over 2^31 − 1`;
     return undefined;
   },
-  newVideoStream: streamQueueProblem,
-  videoStreamFromParticipant: streamQueueProblem,
-  subscribeDataTrack: (m) => queueFramesProblem(m.options as SchemaMessage | undefined, 'bufferSize', 'options.buffer_size'),
+  newVideoStream: videoStreamProblem,
+  videoStreamFromParticipant: videoStreamProblem,
+  subscribeDataTrack: (m) => dataTrackBufferProblem(m.options as SchemaMessage | undefined),
 };
 
 const VIDEO_KINDS = new Set(['captureVideoFrame', 'videoConvert']);

@@ -490,7 +490,7 @@ describe('video layout rules (broker/video_layout.ts) and the client helpers', (
         for (const c of frame.info.components) assert.ok(c.dataPtr! >= ptr && c.dataPtr! - ptr + BigInt(c.size!) <= BigInt(bytes.byteLength));
         const name = VideoBufferType[type];
         const captureProblem = videoRequestProblem(captureOf(frame.info));
-        if (w < MIN_CAPTURE_DIMENSION || h < MIN_CAPTURE_DIMENSION) assert.match(captureProblem ?? '', /captured frames must be at least 16×16/);
+        if (w < MIN_CAPTURE_DIMENSION || h < MIN_CAPTURE_DIMENSION) assert.match(captureProblem ?? '', /captured frames must be at least 4×4/);
         else if (['NV12', 'I010', 'I444'].includes(name)) assert.match(captureProblem ?? '', new RegExp(`type = ${name}`));
         else assert.equal(captureProblem, undefined, `${name} ${w}×${h} capture`);
         const convertProblem = videoRequestProblem(convertOf(frame.info, VideoBufferType.I420));

@@ -20,3 +20,9 @@ export async function expectRefusal(promise: Promise<unknown>, code: Error_Code,
   assert.match(err.detail, pattern);
   return err;
 }
+
+/** A request refused because its values would abort the library: INVALID_REQUEST, saying so. */
+export async function expectAbortRefusal(promise: Promise<unknown>, why: RegExp): Promise<void> {
+  const err = await expectRefusal(promise, Error_Code.INVALID_REQUEST, why);
+  assert.match(err.message, /would abort/);
+}

@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { BrokerClient } from '../../client/broker_client.js';
 import type { InfoResponse } from '../../proto/gen/ffi_broker_pb.js';
 
@@ -171,4 +173,18 @@ export async function waitFor(probe: () => Promise<boolean> | boolean, timeoutMs
     if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** One broker and one client for a whole test file: started before its tests, stopped (and checked to exit 0) after. */
+export function brokerForFile(): { broker: BrokerProcess; client: BrokerClient } {
+  const shared = {} as { broker: BrokerProcess; client: BrokerClient };
+  before(async () => {
+    shared.broker = await startBroker();
+    shared.client = await BrokerClient.connect(shared.broker.address);
+  });
+  after(async () => {
+    await shared.client.close();
+    assert.equal(await shared.broker.stop(), 0);
+  });
+  return shared;
 }
