@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
-RATE = 48000
-FRAME = RATE // 100  # 10 ms
+from sine_track import RATE, capture_sine
+
 HZ = 440
 TEXT = "matrix text stream: " + "héllo wörld " * 300  # several chunks, non-ASCII
 BYTES = bytes((i * 7 + 3) % 251 for i in range(200_000))  # several chunks
@@ -146,12 +146,7 @@ class Peer:
         opts.source = rtc.TrackSource.SOURCE_MICROPHONE
         pub = await self.room.local_participant.publish_track(track, opts)
         emit(published=pub.sid)
-        sent = 0
-        step = 2 * np.pi * HZ / RATE
-        while not stop.is_set():
-            samples = (0.3 * 32767 * np.sin(step * (np.arange(FRAME) + sent * FRAME))).astype(np.int16)
-            await source.capture_frame(rtc.AudioFrame(samples.tobytes(), RATE, 1, FRAME))
-            sent += 1
+        sent = await capture_sine(source, HZ, stop)
         self.result["audio_out"] = {"frames_sent": sent}
         await self.room.local_participant.unpublish_track(track.sid)
         await source.aclose()

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import multiprocessing
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,34 +32,20 @@ import numpy as np
 from livekit.plugins import noise_cancellation  # noqa: E402
 from livekit import rtc  # noqa: E402
 
-RATE = 48000
-FRAME = RATE // 100
+# The room scenarios' shared pieces (tests/e2e): tokens for the dev server, the test tone.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from access_token import access_token  # noqa: E402
+from sine_track import RATE, capture_sine  # noqa: E402
+
 HZ = 440
 ROOM = "audio-plugins"
-
-
-def token(identity: str) -> str:
-    """An access token for the dev server's key pair (livekit-server --dev: devkey / secret)."""
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    now = int(time.time())
-    claims = {"iss": "devkey", "sub": identity, "nbf": now - 10, "exp": now + 3600,
-              "video": {"roomJoin": True, "room": ROOM, "canPublish": True, "canSubscribe": True}}
-    signing = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
-    return signing + "." + b64(hmac.new(b"secret", signing.encode(), hashlib.sha256).digest())
 
 
 async def publish(room: rtc.Room, stop: asyncio.Event) -> None:
     source = rtc.AudioSource(RATE, 1)
     track = rtc.LocalAudioTrack.create_audio_track("sine", source)
     await room.local_participant.publish_track(track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
-    sent = 0
-    step = 2 * np.pi * HZ / RATE
-    while not stop.is_set():
-        samples = (0.3 * 32767 * np.sin(step * (np.arange(FRAME) + sent * FRAME))).astype(np.int16)
-        await source.capture_frame(rtc.AudioFrame(samples.tobytes(), RATE, 1, FRAME))
-        sent += 1
+    await capture_sine(source, HZ, stop)
     await source.aclose()
 
 
@@ -89,8 +74,8 @@ async def run(url: str, seconds: float) -> dict:
         if track.kind == rtc.TrackKind.KIND_AUDIO and not subscribed.done():
             subscribed.set_result((track, participant))
 
-    await listener.connect(url, token("listener"))
-    await publisher.connect(url, token("publisher"), rtc.RoomOptions(auto_subscribe=False))
+    await listener.connect(url, access_token("listener", ROOM))
+    await publisher.connect(url, access_token("publisher", ROOM), rtc.RoomOptions(auto_subscribe=False))
     stop = asyncio.Event()
     sending = asyncio.create_task(publish(publisher, stop))
     track, participant = await asyncio.wait_for(subscribed, 30)
