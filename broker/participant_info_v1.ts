@@ -8,8 +8,7 @@
 // Only events carry one: no FfiRequest nor FfiResponse field leads to a ParticipantInfo (the unit
 // test checks this against the schema, so a schema that adds one fails there first).
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
-import type { SchemaField, SchemaType } from './livekit_schema.js';
-import { FfiEvent } from './livekit_schema.js';
+import { FfiEvent, type SchemaField, type SchemaType } from './livekit_schema.js';
 
 export const PARTICIPANT_INFO = 'livekit.proto.ParticipantInfo';
 
