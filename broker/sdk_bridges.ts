@@ -6,7 +6,7 @@
 // what the SDK does not. An unknown or empty SDK version gets no bridges.
 import { FfiRequest } from './livekit_schema.js';
 
-export type BridgeName = 'ready-for-room-event' | 'drop-unread-stream-readers';
+export type BridgeName = 'ready-for-room-event' | 'drop-unread-stream-readers' | 'participant-info-v1';
 
 interface BridgeRow {
   name: BridgeName;
@@ -21,6 +21,8 @@ interface BridgeRow {
 
 // The first liblivekit_ffi that holds a room's events until ReadyForRoomEventRequest (rust-sdks #1068).
 const READY_FOR_ROOM_EVENT_FROM = '0.12.59';
+// The first liblivekit_ffi whose ParticipantInfo has `state = 4` and the fields after it shifted (rust-sdks #978).
+export const PARTICIPANT_INFO_STATE_FROM = '0.12.51';
 
 export const SDK_BRIDGES: readonly BridgeRow[] = [
   {
@@ -42,6 +44,17 @@ export const SDK_BRIDGES: readonly BridgeRow[] = [
       'byte_stream_opened); the Python SDK reads data streams from the stream_header/chunk events instead and ' +
       'handles (or drops) those readers only from 1.1.15, so an older SDK leaks one per stream (a voice agent: one per ' +
       'transcription). The broker drops each such reader right after routing its event to the session',
+  },
+  {
+    name: 'participant-info-v1',
+    sdk: 'python',
+    sdkBefore: '1.1.4',
+    libraryFrom: PARTICIPANT_INFO_STATE_FROM,
+    why:
+      'liblivekit_ffi from 0.12.51 numbers ParticipantInfo with state = 4 and joined_at = 9 inserted (rust-sdks #978: metadata 4→5, ' +
+      'attributes 5→6, kind 6→7, disconnect_reason 7→8, kind_details 8→10, permission 9→11); the Python SDK is generated from it ' +
+      'from 1.1.4, and an older one fails to decode an event with a participant\'s metadata ("Wire format was corrupt"). The broker ' +
+      'renumbers every ParticipantInfo in the events it sends the session (participant_info_v1.ts; no request or response holds one)',
   },
 ];
 

@@ -24,6 +24,7 @@ import {
 } from '../proto/gen/ffi_broker_pb.js';
 import type { EventMeta, EventReceiver } from './event_router.js';
 import type { Metrics } from './metrics.js';
+import { eventWithOldParticipantInfo } from './participant_info_v1.js';
 import type { BridgeName } from './sdk_bridges.js';
 
 export type SessionCall = ServerDuplexStream<ClientMessage, ServerMessage>;
@@ -75,6 +76,8 @@ export class Session implements EventReceiver {
   private tokens = Number.POSITIVE_INFINITY;
   private tokensAt = performance.now();
   droppedEvents = 0n;
+  // Bridge participant-info-v1: every event this session is sent goes through here (sdk_bridges.ts).
+  private readonly oldParticipantInfo: boolean;
   /** Set when what may not be dropped (responses, notices, non-media events) passed the hard cap: the broker then fails the session. */
   overflowed = false;
 
@@ -93,6 +96,7 @@ export class Session implements EventReceiver {
     this.sdk = hello.sdk;
     this.sdkVersion = hello.sdkVersion;
     this.log = parentLog.child({ session: this.id, client: hello.clientName, clientPid: hello.pid });
+    this.oldParticipantInfo = bridges.has('participant-info-v1');
   }
 
   get connected(): boolean {
@@ -146,6 +150,7 @@ export class Session implements EventReceiver {
 
   /** Queues one event; media events (frames) are the ones that may be dropped. */
   enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], meta: EventMeta): void {
+    if (this.oldParticipantInfo) ffiEvent = eventWithOldParticipantInfo(ffiEvent);
     let bytes = ENVELOPE_BYTES + ffiEvent.length;
     for (const b of buffers) bytes += b.data.length + ENVELOPE_BYTES;
     this.push({ kind: 'event', event: create(EventSchema, { seq: ++this.seq, ffiEvent, buffers }), bytes, meta, dropped: false });
