@@ -211,10 +211,11 @@ describe('native callback queue under load (C stress library with the same ABI)'
     try {
       const notices = clients.map(() => [] as string[]);
       clients.forEach((c, i) => c.on('notice', (n) => n.notice.case === 'ffiPanic' && notices[i]!.push(n.notice.value.message)));
-      // A run of 100 events gives each session a source handle to own.
+      // A run of 1,600 events (the lowest rate the broker's audio-source guard passes) gives each
+      // session a source handle to own.
       const owned = [];
       for (const c of clients) {
-        const { response } = await c.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 1, sampleRate: 100, queueSizeMs: 0 }) } }));
+        const { response } = await c.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 1, sampleRate: 1600, queueSizeMs: 0 }) } }));
         assert.equal(response.message.case, 'newAudioSource');
         owned.push(response.message.value.source!.handle!.id);
       }
@@ -229,7 +230,7 @@ describe('native callback queue under load (C stress library with the same ABI)'
       await assert.rejects(panic(0n), (err) => err instanceof BrokerError && err.code === Error_Code.FFI_ERROR);
       await waitFor(() => broker.logs.filter((r) => r.level === 60 && String(r.panic).includes('simulated panic')).length === 2, 5000, 'both panics as fatal log records');
       // A round trip after the second panic: anything sent to either session would be there by now.
-      for (const c of clients) await c.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 1, sampleRate: 100, queueSizeMs: 0 }) } }));
+      for (const c of clients) await c.request(new FfiRequest({ message: { case: 'newAudioSource', value: new NewAudioSourceRequest({ type: 0, numChannels: 1, sampleRate: 1600, queueSizeMs: 0 }) } }));
       assert.deepEqual(notices, [[`stress_ffi: simulated panic in a request handler (source_handle=${owned[0]})`], []], 'only the named handle\'s owner got a notice; a panic naming nothing reached no session');
     } finally {
       for (const c of clients) await c.close();
