@@ -98,9 +98,11 @@ def test_sdk_1_1_5_rooms_get_their_events_past_15_s(tmp_dir, library):
     assert result["listener_disconnect"] == "ok" and result["publisher_disconnect"] == "ok", summary
     assert "ReadyForRoomEventRequest" not in log and "panicked" not in log, log[-4000:]
 
-    # What the session reported and got: the bridge only where the library needs it.
+    # What the session reported and got: ready-for-room-event only where the library needs it;
+    # drop-unread-stream-readers on any library (the SDK never reads the readers it hands out).
     assert (session.sdk, session.sdk_version) == ("python", "1.1.5"), session
-    assert list(session.bridges) == (["ready-for-room-event"] if library == "bridge" else []), session
+    ready = ["ready-for-room-event"] if library == "bridge" else []
+    assert list(session.bridges) == ready + ["drop-unread-stream-readers"], session
     started = [json.loads(line) for line in broker.lines if '"msg":"session started"' in line]
     assert started and started[0]["bridges"] == list(session.bridges), started
 
