@@ -1,4 +1,4 @@
-// Soak: 50 sessions, each with an audio source → track → stream, capturing 10 ms frames at real
+// Soak: 30 sessions (50 in long mode), each with an audio source → track → stream, capturing 10 ms frames at real
 // time for 2 minutes (10 in long mode). Every sample names its stream and position, so a frame
 // lost without an EventsDropped notice is seen; the broker's event latency p99 (its histogram of
 // native callback → written to the session) is taken per interval, and its RSS.
@@ -8,7 +8,10 @@ import path from 'node:path';
 import { spawnWorker, WORKERS, type WorkerProcess } from '../helpers/processes.js';
 import { MODE, byMode, histogram, quantileBetween, report, rssMiB, startProbedBroker, type ProbedBroker } from './probe.js';
 
-const SESSIONS = Number(process.env.RELIABILITY_SOAK_SESSIONS ?? 50);
+// Quick mode runs in CI on 2 cores: there 50 sessions starved the library's own audio threads, which
+// then lost frames before the broker saw them (51-86 frames per run on 2026-11-30, main's code as
+// well as this one; none with 30), and the test could no longer tell the broker's losses apart.
+const SESSIONS = Number(process.env.RELIABILITY_SOAK_SESSIONS ?? byMode(30, 50));
 const SECONDS = Number(process.env.RELIABILITY_SOAK_SECONDS ?? byMode(120, 600));
 const INTERVAL_S = byMode(15, 60);
 // p99 may move with the machine's other load; a trend beyond this factor is a regression.
