@@ -215,6 +215,8 @@ export class Broker {
 
   /** Does what the session's SDK bridges call for after `event` was routed to it (sdk_bridges.ts). */
   private bridgeAfter(session: Session, event: RoutedEvent): void {
+    // Every routed event passes here: a current SDK (no bridges) costs one check.
+    if (session.bridges.size === 0) return;
     for (const handle of handlesDroppedAfter(session.bridges, event)) {
       if (!this.registry.owns(session, handle)) continue;
       this.registry.release(handle);
