@@ -8,29 +8,45 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ClientMessage(_message.Message):
-    __slots__ = ("hello", "request", "drop_handles")
+    __slots__ = ("hello", "request", "drop_handles", "batch")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     DROP_HANDLES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     request: Request
     drop_handles: DropHandles
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., request: _Optional[_Union[Request, _Mapping]] = ..., drop_handles: _Optional[_Union[DropHandles, _Mapping]] = ...) -> None: ...
+    batch: ClientBatch
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., request: _Optional[_Union[Request, _Mapping]] = ..., drop_handles: _Optional[_Union[DropHandles, _Mapping]] = ..., batch: _Optional[_Union[ClientBatch, _Mapping]] = ...) -> None: ...
+
+class ClientBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ClientMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[ClientMessage, _Mapping]]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("welcome", "response", "events", "notice")
+    __slots__ = ("welcome", "response", "events", "notice", "batch")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     response: Response
     events: EventBatch
     notice: Notice
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., response: _Optional[_Union[Response, _Mapping]] = ..., events: _Optional[_Union[EventBatch, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ...) -> None: ...
+    batch: ServerBatch
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., response: _Optional[_Union[Response, _Mapping]] = ..., events: _Optional[_Union[EventBatch, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ..., batch: _Optional[_Union[ServerBatch, _Mapping]] = ...) -> None: ...
+
+class ServerBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ServerMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[ServerMessage, _Mapping]]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("client_name", "client_version", "pid", "resume_token", "auth_token", "last_seq", "sdk", "sdk_version")
+    __slots__ = ("client_name", "client_version", "pid", "resume_token", "auth_token", "last_seq", "sdk", "sdk_version", "accepts_batches", "lane")
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +55,8 @@ class Hello(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     SDK_FIELD_NUMBER: _ClassVar[int]
     SDK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    LANE_FIELD_NUMBER: _ClassVar[int]
     client_name: str
     client_version: str
     pid: int
@@ -47,23 +65,55 @@ class Hello(_message.Message):
     last_seq: int
     sdk: str
     sdk_version: str
-    def __init__(self, client_name: _Optional[str] = ..., client_version: _Optional[str] = ..., pid: _Optional[int] = ..., resume_token: _Optional[str] = ..., auth_token: _Optional[str] = ..., last_seq: _Optional[int] = ..., sdk: _Optional[str] = ..., sdk_version: _Optional[str] = ...) -> None: ...
+    accepts_batches: bool
+    lane: LaneRequest
+    def __init__(self, client_name: _Optional[str] = ..., client_version: _Optional[str] = ..., pid: _Optional[int] = ..., resume_token: _Optional[str] = ..., auth_token: _Optional[str] = ..., last_seq: _Optional[int] = ..., sdk: _Optional[str] = ..., sdk_version: _Optional[str] = ..., accepts_batches: _Optional[bool] = ..., lane: _Optional[_Union[LaneRequest, _Mapping]] = ...) -> None: ...
+
+class LaneRequest(_message.Message):
+    __slots__ = ("to_broker_bytes", "to_client_bytes")
+    TO_BROKER_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TO_CLIENT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    to_broker_bytes: int
+    to_client_bytes: int
+    def __init__(self, to_broker_bytes: _Optional[int] = ..., to_client_bytes: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("session_id", "resume_token", "ffi_version", "broker_version", "resumed", "bridges")
+    __slots__ = ("session_id", "resume_token", "ffi_version", "broker_version", "resumed", "bridges", "lane")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FFI_VERSION_FIELD_NUMBER: _ClassVar[int]
     BROKER_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     BRIDGES_FIELD_NUMBER: _ClassVar[int]
+    LANE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     resume_token: str
     ffi_version: str
     broker_version: str
     resumed: bool
     bridges: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_id: _Optional[str] = ..., resume_token: _Optional[str] = ..., ffi_version: _Optional[str] = ..., broker_version: _Optional[str] = ..., resumed: _Optional[bool] = ..., bridges: _Optional[_Iterable[str]] = ...) -> None: ...
+    lane: MediaLane
+    def __init__(self, session_id: _Optional[str] = ..., resume_token: _Optional[str] = ..., ffi_version: _Optional[str] = ..., broker_version: _Optional[str] = ..., resumed: _Optional[bool] = ..., bridges: _Optional[_Iterable[str]] = ..., lane: _Optional[_Union[MediaLane, _Mapping]] = ...) -> None: ...
+
+class MediaLane(_message.Message):
+    __slots__ = ("to_broker", "to_client", "unavailable")
+    TO_BROKER_FIELD_NUMBER: _ClassVar[int]
+    TO_CLIENT_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    to_broker: LaneRegion
+    to_client: LaneRegion
+    unavailable: str
+    def __init__(self, to_broker: _Optional[_Union[LaneRegion, _Mapping]] = ..., to_client: _Optional[_Union[LaneRegion, _Mapping]] = ..., unavailable: _Optional[str] = ...) -> None: ...
+
+class LaneRegion(_message.Message):
+    __slots__ = ("id", "path", "size")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    path: str
+    size: int
+    def __init__(self, id: _Optional[int] = ..., path: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class Request(_message.Message):
     __slots__ = ("request_id", "ffi_request", "buffers", "package_files")
@@ -118,12 +168,26 @@ class Event(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., ffi_event: _Optional[bytes] = ..., buffers: _Optional[_Iterable[_Union[Buffer, _Mapping]]] = ...) -> None: ...
 
 class Buffer(_message.Message):
-    __slots__ = ("ptr", "data")
+    __slots__ = ("ptr", "data", "lane")
     PTR_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    LANE_FIELD_NUMBER: _ClassVar[int]
     ptr: int
     data: bytes
-    def __init__(self, ptr: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    lane: LaneRef
+    def __init__(self, ptr: _Optional[int] = ..., data: _Optional[bytes] = ..., lane: _Optional[_Union[LaneRef, _Mapping]] = ...) -> None: ...
+
+class LaneRef(_message.Message):
+    __slots__ = ("region", "offset", "length", "release")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    region: int
+    offset: int
+    length: int
+    release: int
+    def __init__(self, region: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., release: _Optional[int] = ...) -> None: ...
 
 class DropHandles(_message.Message):
     __slots__ = ("handles", "request_id")
