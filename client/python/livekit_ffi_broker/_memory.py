@@ -5,8 +5,10 @@ Requests: every pointer field the SDK set names memory of this process. Its byte
 overlapping ranges (a video frame and its planes) travel as one Buffer, since the broker accepts
 pointers inside a Buffer. In-out memory (APM) is written back from the Response's Buffers.
 
-Responses and events: every Buffer is copied into memory of this process and each pointer field is
-rewritten to the same offset in the copy. The copy lives as long as what owns it on the SDK side:
+Responses and events: each pointer field is rewritten to the same offset in its Buffer's bytes,
+where gRPC delivered them (_wire.WireBuffer: no copy); only Buffers that must keep their distances
+in one block (a video frame sent as separate planes) are copied into one allocation. That memory
+lives as long as what owns it on the SDK side:
 
 - under an Owned* message of ``memory_handles`` (audio/video frame buffers, data packets): until
   the SDK disposes that handle (FfiHandle.dispose -> livekit_ffi_drop_handle). The broker already
@@ -28,6 +30,7 @@ from importlib import resources
 from typing import Any, Callable, Iterable, Optional
 
 from ._errors import INVALID_REQUEST, RESOURCE_EXHAUSTED, BrokerError
+from ._wire import WireBuffer
 
 logger = logging.getLogger("livekit_ffi_broker")
 
@@ -234,7 +237,7 @@ def walk(
 
 @dataclass
 class RequestMemory:
-    buffers: list[tuple[int, bytes]]  # (ptr, data): what travels as Request.buffers
+    buffers: list[tuple[int, memoryview]]  # (ptr, the memory there): what travels as Request.buffers
     in_out: list[tuple[int, int]]  # (ptr, size): memory to write back from the Response
     handle_key: Optional[int]  # first *_handle the request names (owner of loose response memory)
     kind: str
@@ -283,7 +286,7 @@ def collect_request(planner: Planner, request: Any, max_bytes: int) -> RequestMe
             in_out.append((ref.ptr, size))
 
     walk(planner, body, on_pointer)
-    buffers: list[tuple[int, bytes]] = []
+    buffers: list[tuple[int, memoryview]] = []
     if ranges:
         ranges.sort()
         merged = [ranges[0]]
@@ -296,11 +299,13 @@ def collect_request(planner: Planner, request: Any, max_bytes: int) -> RequestMe
         total = sum(end - start for start, end in merged)
         if total > max_bytes:
             raise BrokerError(RESOURCE_EXHAUSTED, f"{kind}: its memory is {total} bytes, over the {max_bytes}-byte message limit")
-        buffers = [(start, ctypes.string_at(start, end - start)) for start, end in merged]
+        # Views, not copies: the message encoder copies them once (_wire.request), before the
+        # request returns to the SDK, which may then reuse its buffer.
+        buffers = [(start, memoryview((ctypes.c_char * (end - start)).from_address(start)).cast("B")) for start, end in merged]
     return RequestMemory(buffers, in_out, _first_handle(body), kind)
 
 
-def write_back(in_out: list[tuple[int, int]], buffers: Iterable[Any]) -> set[int]:
+def write_back(in_out: list[tuple[int, int]], buffers: Iterable[WireBuffer]) -> set[int]:
     """Copy in-out results into this process's memory; returns the ptrs written."""
     wanted = dict(in_out)
     written: set[int] = set()
@@ -308,8 +313,7 @@ def write_back(in_out: list[tuple[int, int]], buffers: Iterable[Any]) -> set[int
         size = wanted.get(buf.ptr)
         if size is None:
             continue
-        data = buf.data
-        ctypes.memmove(buf.ptr, data, min(len(data), size))
+        ctypes.memmove(buf.ptr, buf.address(), min(buf.size, size))
         written.add(buf.ptr)
     return written
 
@@ -319,26 +323,31 @@ def write_back(in_out: list[tuple[int, int]], buffers: Iterable[Any]) -> set[int
 
 
 class _Cluster:
+    """Received Buffers close enough to be one block on the SDK side."""
+
     __slots__ = ("start", "end", "pieces", "memory", "address")
 
-    def __init__(self, start: int, data: bytes) -> None:
-        self.start = start
-        self.end = start + len(data)
-        self.pieces: list[tuple[int, bytes]] = [(start, data)]
-        self.memory: Optional[bytearray] = None
+    def __init__(self, piece: WireBuffer) -> None:
+        self.start = piece.ptr
+        self.end = piece.ptr + piece.size
+        self.pieces: list[WireBuffer] = [piece]
+        self.memory: Any = None  # what keeps the block alive: the received message, or a copy
         self.address = 0
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
 
     def materialize(self) -> int:
         if self.memory is None:
-            if len(self.pieces) == 1:
-                memory = bytearray(self.pieces[0][1])
-            else:
-                memory = bytearray(self.end - self.start)
-                for ptr, data in self.pieces:
-                    offset = ptr - self.start
-                    memory[offset : offset + len(data)] = data
-            if len(memory) == 0:
-                memory = bytearray(1)  # a valid, non-null address for an empty region
+            if len(self.pieces) == 1 and self.pieces[0].size > 0:
+                piece = self.pieces[0]
+                self.memory, self.address = piece.raw, piece.address()
+                return self.address
+            memory = bytearray(max(self.end - self.start, 1))  # an empty region still gets an address
+            for piece in self.pieces:
+                offset = piece.ptr - self.start
+                memory[offset : offset + piece.size] = piece.data
             self.memory = memory
             self.address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
         return self.address
@@ -352,9 +361,9 @@ class OutputMemory:
     def __init__(self, planner: Planner) -> None:
         self.planner = planner
         self._lock = threading.RLock()  # RLock: a drop may come from a __del__ run by GC anywhere
-        self._by_handle: dict[int, list[bytearray]] = {}
+        self._by_handle: dict[int, list[Any]] = {}
         self._handle_bytes: dict[int, int] = {}
-        self._loose: dict[Any, list[bytearray]] = {}
+        self._loose: dict[Any, list[Any]] = {}
         self._held_bytes = 0
         self._warn_at = self.WARN_BYTES
         self._warned_fields: set[str] = set()
@@ -369,9 +378,10 @@ class OutputMemory:
         on_owned_handle: Callable[[int, str], None],
     ) -> None:
         """Rewrite the pointer fields of ``body`` (the chosen oneof of a response or event) to
-        copies of ``buffers`` in this process, and report the non-memory handles it carries.
+        the received ``buffers`` (WireBuffers) in this process, and report the non-memory handles
+        it carries.
 
-        ``loose_key`` (a tuple: ``("handle", h)`` or ``("kind", name)``) keeps the copies that no
+        ``loose_key`` (a tuple: ``("handle", h)`` or ``("kind", name)``) keeps the memory that no
         memory handle owns, replacing what the previous message with the same key kept."""
         clusters = self._clusters(buffers)
         refs: list[PointerRef] = []
@@ -386,7 +396,7 @@ class OutputMemory:
         walk(self.planner, body, refs.append, on_handle)
         if not refs and not memory_handles:
             return
-        owners: dict[Any, list[bytearray]] = {}
+        owners: dict[Any, list[_Cluster]] = {}
         for ref in refs:
             entry = ref.entry
             key = ref.owner if ref.owner is not None else loose_key
@@ -398,19 +408,20 @@ class OutputMemory:
             if cluster is None:
                 size = max(entry.size(ref.holder), 1)
                 self._warn_field(ref, f"no Buffer came with it; it points at {size} zero bytes instead")
-                cluster = _Cluster(ref.ptr, bytes(size))
+                cluster = _Cluster(WireBuffer(ref.ptr, bytes(size)))
             address = cluster.materialize() + (ref.ptr - cluster.start)
             setattr(ref.holder, ref.field, address)
             held = owners.setdefault(key, [])
-            if not any(m is cluster.memory for m in held):
-                held.append(cluster.memory)  # type: ignore[arg-type]
+            if not any(c is cluster for c in held):
+                held.append(cluster)
         with self._lock:
             for handle in memory_handles:
                 self._by_handle.setdefault(handle, [])
-            for key, memories in owners.items():
+            for key, held_clusters in owners.items():
+                memories = [c.memory for c in held_clusters]
                 if not isinstance(key, tuple):
                     self._by_handle.setdefault(key, []).extend(memories)
-                    size = sum(len(m) for m in memories)
+                    size = sum(c.size for c in held_clusters)
                     self._handle_bytes[key] = self._handle_bytes.get(key, 0) + size
                     self._held_bytes += size
                 else:
@@ -425,23 +436,22 @@ class OutputMemory:
                 self._warn_at *= 2
 
     @staticmethod
-    def _clusters(buffers: Iterable[Any]) -> list[_Cluster]:
-        items = sorted(((int(b.ptr), b.data) for b in buffers), key=lambda item: item[0])
+    def _clusters(buffers: Iterable[WireBuffer]) -> list[_Cluster]:
         clusters: list[_Cluster] = []
-        for ptr, data in items:
+        for piece in sorted(buffers, key=lambda b: b.ptr):
             last = clusters[-1] if clusters else None
-            if last is not None and ptr - last.end <= _CLUSTER_GAP:
-                last.pieces.append((ptr, data))
-                last.end = max(last.end, ptr + len(data))
+            if last is not None and piece.ptr - last.end <= _CLUSTER_GAP:
+                last.pieces.append(piece)
+                last.end = max(last.end, piece.ptr + piece.size)
             else:
-                clusters.append(_Cluster(ptr, data))
+                clusters.append(_Cluster(piece))
         return clusters
 
     @staticmethod
     def _find(clusters: list[_Cluster], ptr: int) -> Optional[_Cluster]:
         for cluster in clusters:
-            for start, data in cluster.pieces:
-                if start <= ptr < start + max(len(data), 1):
+            for piece in cluster.pieces:
+                if piece.ptr <= ptr < piece.ptr + max(piece.size, 1):
                     return cluster
         return None
 

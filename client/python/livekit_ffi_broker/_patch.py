@@ -258,6 +258,7 @@ def _make_client_class(module: Any) -> type:
             self._address = resolve_address(address)
             self._connection = Connection(
                 self._address,
+                proto_ffi.FfiRequest,
                 proto_ffi.FfiResponse,
                 proto_ffi.FfiEvent,
                 self._on_event,

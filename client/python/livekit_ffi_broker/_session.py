@@ -24,11 +24,13 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from . import _errors
+from . import _errors, _wire
 from ._address import grpc_target
+from ._capture_window import CaptureWindows
 from ._errors import BrokerError, BrokerUnavailable
 from ._memory import OutputMemory, Planner, PointerTable, RequestMemory, collect_request, write_back
 from ._package_files import describe as describe_package_files
+from ._pipelining import Pipelining
 
 logger = logging.getLogger("livekit_ffi_broker")
 
@@ -121,6 +123,21 @@ def _pb():
 
 RESUMABLE = frozenset({"UNAVAILABLE", "CANCELLED", "INTERNAL"})
 
+# Whether a drain of the send queue travels as one ClientMessage.batch. Off until the broker on
+# main handles ClientMessage.batch (#13: brokers before it end a session that sends one).
+SEND_BATCHES = False
+
+
+def _drained(messages: list[bytes]):
+    return _wire.batches(messages) if SEND_BATCHES else iter(messages)
+
+
+def _drop_message(handle: int, request_id: int = 0) -> bytes:
+    message = _pb().ClientMessage()
+    message.drop_handles.handles.append(handle)
+    message.drop_handles.request_id = request_id
+    return message.SerializeToString()
+
 
 def _status_code(err: BaseException) -> Any:
     code = getattr(err, "code", None)
@@ -151,19 +168,9 @@ STREAM_EOS = {
 }
 
 
-# Requests whose whole response is an async id the client may choose (request_async_id), with the
-# callback event that carries their outcome. The client answers them itself and sends them without
-# waiting, so a capture loop does not hold its asyncio loop for a broker round trip per frame; a
-# refusal arrives as that callback with its error, which the SDK raises from capture_frame().
-PIPELINED = {"capture_audio_frame": "capture_audio_frame"}
-# Client-chosen async ids start high, clear of the small integers the library issues.
+# Client-chosen async ids (of pipelined requests) start high, clear of the small integers the
+# library issues.
 PIPELINED_ID_BASE = 1 << 61
-
-
-def _may_choose_async_id(body: Any) -> bool:
-    """Whether the client may pick this request's async id: its schema has request_async_id
-    (livekit before 1.1.0 has none: those requests wait for their response) and the SDK left it unset."""
-    return "request_async_id" in body.DESCRIPTOR.fields_by_name and not body.HasField("request_async_id")
 
 
 class _Waiter:
@@ -196,28 +203,40 @@ class _ResumeFailed(Exception):
 
 
 class _Stream:
-    """One gRPC Session call (and its channel): the first of a session, or one that resumes it."""
+    """One gRPC Session call (and its channel): the first of a session, or one that resumes it.
+
+    Messages travel as bytes both ways (_wire): ``outgoing`` holds encoded ClientMessages, and the
+    call yields ServerMessages as gRPC received them."""
 
     def __init__(self, session: "_Session", hello: Any) -> None:
         import grpc
 
         pb = _pb()
-        self.outgoing: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self.outgoing: "queue.SimpleQueue[Optional[bytes]]" = queue.SimpleQueue()
         self.channel = grpc.insecure_channel(grpc_target(session.address), options=CHANNEL_OPTIONS)
-        method = self.channel.stream_stream(
-            SESSION_METHOD,
-            request_serializer=pb.ClientMessage.SerializeToString,
-            response_deserializer=pb.ServerMessage.FromString,
-        )
-        self.call = method(self._outgoing_messages())
-        self.outgoing.put(pb.ClientMessage(hello=hello))
+        method = self.channel.stream_stream(SESSION_METHOD)
+        self.call = method(self._outgoing_messages(pb.ClientMessage(hello=hello).SerializeToString()))
 
-    def _outgoing_messages(self):
+    def _outgoing_messages(self, hello: bytes):
+        """What gRPC's writer thread sends: the Hello, then each drain of the queue (what was
+        queued while the previous write was in flight) as one message."""
+        yield hello
+        get, get_nowait = self.outgoing.get, self.outgoing.get_nowait
         while True:
-            message = self.outgoing.get()
+            message = get()
             if message is None:
                 return
-            yield message
+            drained = [message]
+            while True:
+                try:
+                    message = get_nowait()
+                except queue.Empty:
+                    break
+                if message is None:
+                    yield from _drained(drained)
+                    return
+                drained.append(message)
+            yield from _drained(drained)
 
     def end(self) -> None:
         """Release the request iterator and the channel (the call is over)."""
@@ -276,6 +295,7 @@ class _Session:
             auth_token=self.token,
             resume_token=resume_token,
             last_seq=last_seq,
+            accepts_batches=True,
         )
 
     @property
@@ -372,7 +392,6 @@ class _Session:
     def start_drop(self, request_id: int, handle: int, callback: Callable[[Optional[BaseException]], None]) -> None:
         """DropHandles with a request_id: ``callback`` runs (on the reader thread) once the broker
         has dropped the handle, after every event it sent before, or when the session ends."""
-        pb = _pb()
         waiter = _Waiter(None, callback)
         with self.lock:
             if self.state not in ("open", "resuming"):
@@ -384,7 +403,7 @@ class _Session:
         if not pending:
             waiter.resolve()
             return
-        waiter.resend = pb.ClientMessage(drop_handles=pb.DropHandles(handles=[handle], request_id=request_id))
+        waiter.resend = _drop_message(handle, request_id)
         self.send(waiter.resend)
 
     def start_request(
@@ -398,31 +417,35 @@ class _Session:
         """Sends one request; with ``callback`` nobody waits for the response: the callback runs
         (on the reader thread) with its error, or None, once it comes or the session ends.
         ``package_files``: (path, distribution, version, file) of the package files it names."""
+        waiter, message = self.prepare_request(request_id, ffi_request, memory, callback, package_files)
+        self.send(message)
+        return waiter
+
+    def prepare_request(
+        self,
+        request_id: int,
+        ffi_request: bytes,
+        memory: RequestMemory,
+        callback: Optional[Callable[[Optional[BaseException]], None]] = None,
+        package_files: Sequence[tuple[str, str, str, str]] = (),
+    ) -> tuple[_Waiter, bytes]:
+        """start_request without the sending: the request is pending, and its ClientMessage (the
+        request's memory copied into it) is for ``send`` now or later."""
         pb = _pb()
         waiter = _Waiter(memory, callback)
         while True:
             with self.lock:
                 if self.state == "open":
                     self.pending[request_id] = waiter
-                    stream = self.stream
                     break
                 if self.state != "resuming":
                     raise self.failure or BrokerUnavailable("session closed")
             self.wait_resumed()
-        stream.outgoing.put(
-            pb.ClientMessage(
-                request=pb.Request(
-                    request_id=request_id,
-                    ffi_request=ffi_request,
-                    buffers=[pb.Buffer(ptr=ptr, data=data) for ptr, data in memory.buffers],
-                    package_files=[
-                        pb.PackageFile(path=path, distribution=dist, version=version, file=file)
-                        for path, dist, version, file in package_files
-                    ],
-                )
-            )
-        )
-        return waiter
+        files = [
+            pb.PackageFile(path=path, distribution=dist, version=version, file=file).SerializeToString()
+            for path, dist, version, file in package_files
+        ]
+        return waiter, _wire.request(request_id, ffi_request, memory.buffers, files)
 
     def forget(self, request_id: int) -> None:
         with self.lock:
@@ -454,8 +477,8 @@ class _Session:
     def _read(self, stream: _Stream) -> tuple[Any, Optional[BrokerError]]:
         """Reads one stream to its end: (the gRPC status code or None, the error or None)."""
         try:
-            for message in stream.call:
-                self._on_message(message)
+            for raw in stream.call:
+                self._on_message(raw)
         except Exception as err:  # noqa: BLE001 - grpc.RpcError and anything unexpected
             code = _status_code(err)
             if self.state == "connecting":
@@ -552,7 +575,7 @@ class _Session:
         timer.daemon = True
         timer.start()
         try:
-            first = next(iter(stream.call))
+            first = _pb().ServerMessage.FromString(next(iter(stream.call)))
         except StopIteration:
             stream.end()
             raise BrokerUnavailable("the broker ended the stream before Welcome") from None
@@ -582,9 +605,11 @@ class _Session:
         self.not_resuming.set()
         return True
 
-    def _on_message(self, message: Any) -> None:
-        which = message.WhichOneof("message")
+    def _on_message(self, raw: bytes) -> None:
+        pb = _pb()
         if self.state == "connecting":
+            message = pb.ServerMessage.FromString(raw)
+            which = message.WhichOneof("message")
             if which != "welcome":
                 raise BrokerError(_errors.UNAVAILABLE, f"the broker sent {which} before Welcome")
             self.welcome = message.welcome
@@ -593,50 +618,47 @@ class _Session:
                     self.state = "open"
             self.welcomed.set()
             return
-        if which == "response":
-            self._on_response(message.response)
-        elif which == "events":
-            self._on_events(message.events)
-        elif which == "notice":
-            self._on_notice(message.notice)
+        _wire.read_server_message(raw, self, pb)
 
-    def _on_response(self, response: Any) -> None:
+    def on_welcome(self, welcome: Any) -> None:
+        logger.warning("livekit-ffi-broker: a second Welcome from the broker ignored (session %s)", welcome.session_id)
+
+    def on_response(self, request_id: int, ffi_response: bytes, buffers: list, error: Any) -> None:
         with self.lock:
-            waiter = self.pending.pop(response.request_id, None)
+            waiter = self.pending.pop(request_id, None)
         if waiter is None:
             return  # timed out, or closed meanwhile
         try:
-            if response.HasField("error"):
-                waiter.error = self.connection.contract_error(response.error, waiter.memory)
+            if error is not None:
+                waiter.error = self.connection.contract_error(error, waiter.memory)
                 return
             if waiter.callback is not None:  # a DropHandles acknowledgement or a pipelined request
                 return
             memory = waiter.memory
-            buffers = list(response.buffers)
             if memory is not None and memory.in_out:
                 written = write_back(memory.in_out, buffers)
                 buffers = [b for b in buffers if b.ptr not in written]
-            waiter.response = self.connection.take_response(self, response.ffi_response, buffers, memory)
+            waiter.response = self.connection.take_response(self, ffi_response, buffers, memory)
         except BaseException as err:  # noqa: BLE001 - handed to the caller
             waiter.error = err
         finally:
             waiter.resolve()
 
-    def _on_events(self, batch: Any) -> None:
-        for item in batch.events:
+    def on_events(self, events: list) -> None:
+        for seq, ffi_event, buffers in events:
             if self.state != "open":
                 return
-            if item.seq <= self.last_seq:
+            if seq <= self.last_seq:
                 continue  # sent again after a resume: delivered already
-            if item.seq != self.last_seq + 1 and self.last_seq != 0:
-                logger.debug("event seq %d after %d", item.seq, self.last_seq)
-            self.last_seq = item.seq
+            if seq != self.last_seq + 1 and self.last_seq != 0:
+                logger.debug("event seq %d after %d", seq, self.last_seq)
+            self.last_seq = seq
             try:
-                self.connection.take_event(self, item.ffi_event, item.buffers)
+                self.connection.take_event(self, ffi_event, buffers)
             except Exception:  # noqa: BLE001 - one bad event must not end the session
-                logger.exception("livekit-ffi-broker: could not deliver event seq %d", item.seq)
+                logger.exception("livekit-ffi-broker: could not deliver event seq %d", seq)
 
-    def _on_notice(self, notice: Any) -> None:
+    def on_notice(self, notice: Any) -> None:
         which = notice.WhichOneof("notice")
         if which == "ffi_panic":
             # Without a broker the SDK SIGTERMs its own process on a panic. Here the panic is the
@@ -661,6 +683,7 @@ class Connection:
     def __init__(
         self,
         address: str,
+        request_type: Any,
         response_type: Any,
         event_type: Any,
         on_event: Callable[[Any], None],
@@ -682,6 +705,8 @@ class Connection:
         self.on_event = on_event
         self.planner = planner()
         self.memory = OutputMemory(self.planner)
+        self.pipelining = Pipelining(request_type, response_type, event_type)
+        self.capture_windows = CaptureWindows(self._answer_capture)
         self._ids = itertools.count(1)
         self._pipelined_ids = itertools.count(PIPELINED_ID_BASE)
         self._lock = threading.Lock()
@@ -753,8 +778,11 @@ class Connection:
 
     def request(self, request: Any) -> Any:
         kind = request.WhichOneof("message")
-        if kind in PIPELINED and _may_choose_async_id(getattr(request, kind)):
-            return self._pipelined(request, kind)
+        mode = self.pipelining.mode(kind, getattr(request, kind)) if kind is not None else None
+        if mode == "callback":
+            return self._pipelined_by_callback(request, kind)
+        if mode == "empty":
+            return self._pipelined_without_answer(request, kind)
         memory = collect_request(self.planner, request, MAX_MESSAGE_BYTES)
         ffi_request = request.SerializeToString()
         session = self.session()
@@ -769,25 +797,58 @@ class Connection:
             raise waiter.error
         return waiter.response
 
-    def _pipelined(self, request: Any, kind: str) -> Any:
+    def _pipelined_by_callback(self, request: Any, kind: str) -> Any:
+        """Answered here with an async id of the client's choice (see _pipelining)."""
         async_id = next(self._pipelined_ids)
-        getattr(request, kind).request_async_id = async_id
+        body = getattr(request, kind)
+        body.request_async_id = async_id
         memory = collect_request(self.planner, request, MAX_MESSAGE_BYTES)
         ffi_request = request.SerializeToString()
+        window = kind == "capture_audio_frame"
 
         def settled(error: Optional[BaseException]) -> None:
             if error is None:
                 return  # the library's callback event follows, routed by async_id
-            event = self.event_type()
-            callback = getattr(event, PIPELINED[kind])
-            callback.async_id = async_id
-            callback.error = str(error)
-            self.on_event(event)
+            if window and self.capture_windows.settled(async_id, str(error)):
+                return  # answered already; the error goes to the next capture of the source
+            self._deliver_callback(kind, async_id, str(error))
 
-        self.session().start_request(next(self._ids), ffi_request, memory, settled)
+        session = self.session()
+        request_id = next(self._ids)
+        if window:
+            _, message = session.prepare_request(request_id, ffi_request, memory, settled)
+            self.capture_windows.capture(body.source_handle, async_id, request_id, message, session)
+        else:
+            session.start_request(request_id, ffi_request, memory, settled)
         response = self.response_type()
         getattr(response, kind).async_id = async_id
         return response
+
+    def _pipelined_without_answer(self, request: Any, kind: str) -> Any:
+        """Answered here with its empty response (see _pipelining)."""
+        memory = collect_request(self.planner, request, MAX_MESSAGE_BYTES)
+        handle = memory.handle_key
+
+        def settled(error: Optional[BaseException]) -> None:
+            if error is not None:
+                self.pipelining.refused(handle, kind, error)
+
+        self.session().start_request(next(self._ids), request.SerializeToString(), memory, settled)
+        self.pipelining.raise_deferred(handle)
+        response = self.response_type()
+        getattr(response, kind).SetInParent()
+        return response
+
+    def _deliver_callback(self, kind: str, async_id: int, error: str) -> None:
+        event = self.event_type()
+        callback = getattr(event, kind)
+        callback.async_id = async_id
+        if error:
+            callback.error = error
+        self.on_event(event)
+
+    def _answer_capture(self, async_id: int, error: str) -> None:
+        self._deliver_callback("capture_audio_frame", async_id, error)
 
     def contract_error(self, error: Any, memory: Optional[RequestMemory]) -> BrokerError:
         message = error.message
@@ -814,7 +875,11 @@ class Connection:
         which = event.WhichOneof("message")
         if which is None:
             return
-        if which in ("audio_stream_event", "video_stream_event"):
+        if which == "capture_audio_frame":
+            callback = event.capture_audio_frame
+            if self.capture_windows.settled(callback.async_id, callback.error):
+                return  # answered early: its capture_frame() has returned
+        elif which in ("audio_stream_event", "video_stream_event"):
             body = getattr(event, which)
             if body.stream_handle in session.eos_delivered:
                 # This client delivered the stream's EOS on the drop's answer, so its reader has
@@ -859,6 +924,8 @@ class Connection:
         session) is not this session's to drop and is ignored."""
         if self.memory.release(handle):
             return True
+        self.capture_windows.forget(handle)
+        self.pipelining.forget(handle)
         session = self._session
         if session is None or session.pid != os.getpid() or session.state not in ("open", "resuming"):
             return True
@@ -871,8 +938,7 @@ class Connection:
                 next(self._ids), handle, lambda _error: self.deliver_eos(session, handle, type_name)
             )
             return True
-        pb = _pb()
-        session.send(pb.ClientMessage(drop_handles=pb.DropHandles(handles=[handle])))
+        session.send(_drop_message(handle))
         return True
 
 

@@ -43,6 +43,11 @@ def test_refusals_raise_broker_errors(broker):
     out = run_scenario("errors.py", "refused", address=broker.address)
     assert out["not_owned"]["type"] == "BrokerError" and out["not_owned"]["code"] == 2, out
     assert "987654321" in out["not_owned"]["message"]
+    # A request whose answer the SDK does not need is sent without waiting: its refusal comes
+    # from the next such request naming that handle.
+    assert out["pipelined_not_owned_first"] is None, out
+    later = out["pipelined_not_owned_later"]
+    assert later is not None and later["code"] == 2 and "987654321" in later["message"], out
     assert out["dispose"]["code"] == 2, out
     # Asked only of an SDK whose schema has them (livekit >= 1.2; the SDK matrix runs older ones).
     from livekit.rtc._proto import ffi_pb2
@@ -89,9 +94,10 @@ def test_broker_killed_and_restarted(tmp_dir):
 
 
 def test_captures_are_pipelined(broker):
-    # CaptureAudioFrame is answered by the client (its async id chosen there) and sent without
-    # waiting: the SDK's capture loop does not block on a broker round trip per frame.
-    # Were captures not pipelined, the stopped broker would hold them until this request timeout.
+    # CaptureAudioFrame is answered by the client (its async id chosen there, its callback
+    # synthesized while the source's window has room) and sent without waiting: the SDK's capture
+    # loop does not block on a broker round trip per frame. Were captures not pipelined, the
+    # stopped broker would hold them until this request timeout.
     scenario = SteppedScenario("errors.py", "pipelined", scenario_env(broker.address, LIVEKIT_FFI_BROKER_REQUEST_TIMEOUT="5"))
     try:
         scenario.wait_for("READY")
@@ -106,8 +112,8 @@ def test_captures_are_pipelined(broker):
         scenario.kill()
     assert out["answered_while_stopped_s"] < 5, out  # a stopped broker answers nothing
     assert out["distinct_ids"], out
-    # Once the broker runs again, the library's callbacks arrive for the client's ids, in order.
     assert out["callbacks_in_order"] and out["callback_errors"] == [], out
+    assert out["first_refused_capture_returned"], out
     assert out["refused"] is not None and "987654321" in out["refused"]["message"], out
     broker.wait_info(lambda i: i.owned_handles == 0 and not i.sessions)
 

@@ -13,6 +13,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from livekit_ffi_broker import BrokerError, BrokerUnavailable, FfiRequestError
 from livekit_ffi_broker._address import grpc_target
 from livekit_ffi_broker._memory import OutputMemory, Planner, PointerTable, collect_request, walk
+from livekit_ffi_broker._wire import WireBuffer
 from conftest import HERE, scenario_env
 
 from livekit.rtc._proto import audio_frame_pb2, ffi_pb2, video_frame_pb2
@@ -96,11 +97,7 @@ def test_apm_request_is_in_out_and_written_back(planner):
     memory = collect_request(planner, req, 64 << 20)
     assert memory.in_out == [(addr, 960)]
 
-    class Buf:
-        ptr = addr
-        data = b"\x02\x00" * 480
-
-    assert write_back(memory.in_out, [Buf()]) == {addr}
+    assert write_back(memory.in_out, [WireBuffer(addr, b"\x02\x00" * 480)]) == {addr}
     assert samples == bytearray(b"\x02\x00" * 480)
 
 
@@ -114,12 +111,6 @@ def test_oversized_request_is_refused_before_reading(planner):
     with pytest.raises(BrokerError) as err:
         collect_request(planner, req, 64 << 20)
     assert err.value.code == 4
-
-
-class WireBuffer:
-    def __init__(self, ptr: int, data: bytes) -> None:
-        self.ptr = ptr
-        self.data = data
 
 
 def video_event(remote: int, gap: int) -> tuple[ffi_pb2.FfiEvent, list[WireBuffer]]:
@@ -175,7 +166,7 @@ def test_stream_events_after_the_delivered_eos_are_not_delivered(planner):
     from livekit_ffi_broker._session import Connection
 
     delivered: list = []
-    conn = Connection("unix:///nonexistent.sock", ffi_pb2.FfiResponse, ffi_pb2.FfiEvent, delivered.append)
+    conn = Connection("unix:///nonexistent.sock", ffi_pb2.FfiRequest, ffi_pb2.FfiResponse, ffi_pb2.FfiEvent, delivered.append)
     session = SimpleNamespace(eos_delivered=set(), owned={})
 
     def frame(stream: int, handle: int) -> tuple[bytes, list]:

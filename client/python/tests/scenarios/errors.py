@@ -134,8 +134,21 @@ def refused() -> dict:
             out[name] = describe(err)
 
     req = ffi_pb2.FfiRequest()
-    req.clear_audio_buffer.source_handle = 987654321
+    req.new_audio_stream.track_handle = 987654321
+    req.new_audio_stream.type = 0
     attempt("not_owned", req)
+
+    # Sent without waiting (its response is empty): the call returns, and the refusal is raised
+    # from the next such call naming the same handle once it has come.
+    req = ffi_pb2.FfiRequest()
+    req.clear_audio_buffer.source_handle = 987654321
+    attempt("pipelined_not_owned_first", req)
+    started = time.monotonic()
+    while time.monotonic() - started < 5:
+        time.sleep(0.05)
+        attempt("pipelined_not_owned_later", req)
+        if out["pipelined_not_owned_later"] is not None:
+            break
 
     req = ffi_pb2.FfiRequest()
     setattr(req.dispose, "async", False)
@@ -328,16 +341,21 @@ def pipelined() -> dict:
     out["callbacks_in_order"] = list(seen) == ids
     out["callback_errors"] = [e for e in seen.values() if e]
 
-    # A capture the broker refuses (a source this session does not own) raises from capture_frame.
+    # A capture the broker refuses (a source this session does not own) is answered at once (the
+    # window has room); its refusal is raised from the next capture_frame of that source.
     foreign = rtc.AudioSource(48000, 1)
     foreign._ffi_handle.handle = 987654321
 
     async def refused() -> None:
         await foreign.capture_frame(frame)
+        out["first_refused_capture_returned"] = True
+        while True:
+            await asyncio.sleep(0.05)
+            await foreign.capture_frame(frame)
 
+    out["refused"] = None
     try:
         loop.run_until_complete(asyncio.wait_for(refused(), 10))
-        out["refused"] = None
     except Exception as err:  # noqa: BLE001 - the SDK raises a plain Exception with the callback's error
         out["refused"] = describe(err)
     loop.run_until_complete(source.aclose())

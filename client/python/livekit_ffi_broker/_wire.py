@@ -1,0 +1,222 @@
+"""The Session stream's messages as bytes: ClientMessages encoded by hand, ServerMessages read by
+hand down to the livekit payloads, so that media bytes are copied as little as the data flow
+allows.
+
+Sending: the SDK's FfiRequest is serialized once (by the caller) and a ClientMessage is one join of
+its pieces: the request's memory (a capture's samples) is copied once, straight from the SDK's
+buffer into the message gRPC writes. With upb (string_at, the field's copy, its serialization)
+that was three copies. A drain of the send queue goes out as one ClientMessage (a batch).
+
+Receiving: a ServerMessage is read down to its Responses and Events; each FfiEvent/FfiResponse is
+parsed once (by the caller, with the SDK's class) and a Buffer's bytes stay where gRPC put them:
+a pointer field is rewritten to point into the received message itself (see _memory.OutputMemory),
+and the SDK's own copy (AudioFrame._from_owned_info) is the only copy of a received sample.
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Iterable, Iterator, Optional, Protocol
+
+# Field keys ((number << 3) | wire type) of the contract (proto/ffi_broker.proto).
+_REQUEST = b"\x12"  # ClientMessage.request
+_BATCH = b"\x22"  # ClientMessage.batch
+_BATCH_MESSAGE = b"\x0a"  # ClientBatch.messages
+_REQUEST_ID = b"\x08"  # Request.request_id
+_FFI_REQUEST = b"\x12"  # Request.ffi_request
+_BUFFERS = b"\x1a"  # Request.buffers
+_PACKAGE_FILES = b"\x22"  # Request.package_files
+_PTR = b"\x08"  # Buffer.ptr
+_DATA = b"\x12"  # Buffer.data
+
+# A message this large goes alone: batching saves a per-message cost that is nothing beside its
+# bytes, and joining it into a batch would copy them once more.
+BATCH_ALONE_BYTES = 64 * 1024
+
+_SMALL = [bytes([n]) for n in range(128)]
+
+
+def varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL[value]
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def request(request_id: int, ffi_request: bytes, buffers: Iterable[tuple[int, Any]], package_files: Iterable[bytes] = ()) -> bytes:
+    """ClientMessage{request: Request{request_id, ffi_request, buffers, package_files}}.
+
+    ``buffers``: (ptr, bytes-like) whose bytes are copied here, once; ``package_files``: each a
+    serialized PackageFile."""
+    pieces: list[Any] = [_REQUEST_ID, varint(request_id), _FFI_REQUEST, varint(len(ffi_request)), ffi_request]
+    for ptr, data in buffers:
+        head = _PTR + varint(ptr) + _DATA + varint(len(data))
+        pieces += (_BUFFERS, varint(len(head) + len(data)), head, data)
+    for package_file in package_files:
+        pieces += (_PACKAGE_FILES, varint(len(package_file)), package_file)
+    size = sum(len(p) for p in pieces)
+    return b"".join([_REQUEST, varint(size), *pieces])
+
+
+def batches(messages: list[bytes]) -> Iterator[bytes]:
+    """The encoded ClientMessages of one drain of the send queue, in order: consecutive small ones
+    as one ClientMessage{batch} (one alone stays as it is), large ones alone."""
+    run: list[bytes] = []
+    for message in messages:
+        if len(message) >= BATCH_ALONE_BYTES:
+            if run:
+                yield _batch(run)
+                run = []
+            yield message
+        else:
+            run.append(message)
+    if run:
+        yield _batch(run)
+
+
+def _batch(messages: list[bytes]) -> bytes:
+    if len(messages) == 1:
+        return messages[0]
+    pieces: list[bytes] = []
+    for message in messages:
+        pieces += (_BATCH_MESSAGE, varint(len(message)), message)
+    return b"".join([_BATCH, varint(sum(len(p) for p in pieces)), *pieces])
+
+
+# Receiving -------------------------------------------------------------------------------------
+
+
+class WireBuffer:
+    """A received Buffer: its bytes are raw[start:stop], in the message as gRPC delivered it."""
+
+    __slots__ = ("ptr", "raw", "start", "stop")
+
+    def __init__(self, ptr: int, raw: bytes, start: int = 0, stop: Optional[int] = None) -> None:
+        self.ptr = ptr
+        self.raw = raw
+        self.start = start
+        self.stop = len(raw) if stop is None else stop
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def data(self) -> memoryview:
+        return memoryview(self.raw)[self.start : self.stop]
+
+    def address(self) -> int:
+        """Where its bytes are in this process (valid while ``raw`` is referenced)."""
+        return ctypes.cast(ctypes.c_char_p(self.raw), ctypes.c_void_p).value + self.start  # type: ignore[operator]
+
+
+def _varint_at(buf: bytes, pos: int) -> tuple[int, int]:
+    byte = buf[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    value = byte & 0x7F
+    shift = 7
+    pos += 1
+    while True:
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: bytes, pos: int, end: int) -> Iterator[tuple[int, Any]]:
+    """(field number, value) of one message in buf[pos:end]: a varint's value, or the (start,
+    stop) of a length-delimited field; fixed-width fields (none in the contract) are skipped."""
+    while pos < end:
+        key, pos = _varint_at(buf, pos)
+        wire = key & 7
+        if wire == 0:
+            value, pos = _varint_at(buf, pos)
+        elif wire == 2:
+            size, pos = _varint_at(buf, pos)
+            value = (pos, pos + size)
+            pos += size
+        elif wire == 1 or wire == 5:
+            value = None
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire} in a message from the broker")
+        if pos > end:
+            raise ValueError("truncated message from the broker")
+        yield key >> 3, value
+
+
+def _buffer(raw: bytes, start: int, end: int) -> WireBuffer:
+    ptr = 0
+    data = (start, start)
+    for number, value in _fields(raw, start, end):
+        if number == 1:
+            ptr = value
+        elif number == 2:
+            data = value
+    return WireBuffer(ptr, raw, data[0], data[1])
+
+
+class ServerSink(Protocol):
+    """What a ServerMessage is read into (the session); each method gets one message's parts."""
+
+    def on_welcome(self, welcome: Any) -> None: ...
+
+    def on_response(self, request_id: int, ffi_response: bytes, buffers: list[WireBuffer], error: Optional[Any]) -> None: ...
+
+    def on_events(self, events: list[tuple[int, bytes, list[WireBuffer]]]) -> None: ...
+
+    def on_notice(self, notice: Any) -> None: ...
+
+
+def read_server_message(raw: bytes, sink: ServerSink, pb: Any, start: int = 0, end: Optional[int] = None) -> None:
+    """Hand the ServerMessage in raw[start:end] to ``sink``; a ServerBatch's messages in order."""
+    for number, value in _fields(raw, start, len(raw) if end is None else end):
+        if number == 3:
+            sink.on_events(_events(raw, *value))
+        elif number == 2:
+            _response(raw, value, sink, pb)
+        elif number == 5:
+            for inner, span in _fields(raw, *value):
+                if inner == 1:
+                    read_server_message(raw, sink, pb, *span)
+        elif number == 4:
+            sink.on_notice(pb.Notice.FromString(raw[value[0] : value[1]]))
+        elif number == 1:
+            sink.on_welcome(pb.Welcome.FromString(raw[value[0] : value[1]]))
+
+
+def _events(raw: bytes, start: int, end: int) -> list[tuple[int, bytes, list[WireBuffer]]]:
+    events = []
+    for number, span in _fields(raw, start, end):
+        if number != 1:
+            continue
+        seq, ffi_event, buffers = 0, b"", []
+        for field, value in _fields(raw, *span):
+            if field == 1:
+                seq = value
+            elif field == 2:
+                ffi_event = raw[value[0] : value[1]]
+            elif field == 3:
+                buffers.append(_buffer(raw, *value))
+        events.append((seq, ffi_event, buffers))
+    return events
+
+
+def _response(raw: bytes, span: tuple[int, int], sink: ServerSink, pb: Any) -> None:
+    request_id, ffi_response, buffers, error = 0, b"", [], None
+    for field, value in _fields(raw, *span):
+        if field == 1:
+            request_id = value
+        elif field == 2:
+            ffi_response = raw[value[0] : value[1]]
+        elif field == 3:
+            buffers.append(_buffer(raw, *value))
+        elif field == 4:
+            error = pb.Error.FromString(raw[value[0] : value[1]])
+    sink.on_response(request_id, ffi_response, buffers, error)
