@@ -181,7 +181,8 @@ class _Waiter:
         memory: Optional[RequestMemory],
         callback: Optional[Callable[[Optional[BaseException]], None]] = None,
     ) -> None:
-        self.event = threading.Event()
+        # Only a caller that blocks needs an Event; a pipelined request (most of them) does not.
+        self.event: Optional[threading.Event] = threading.Event() if callback is None else None
         self.memory = memory
         self.response: Any = None
         self.error: Optional[BaseException] = None
@@ -195,7 +196,8 @@ class _Waiter:
                 self.callback(self.error)
             except Exception:  # noqa: BLE001
                 logger.exception("livekit-ffi-broker: completion callback failed")
-        self.event.set()
+        else:
+            self.event.set()
 
 
 class _ResumeFailed(Exception):
@@ -788,7 +790,7 @@ class Connection:
         session = self.session()
         request_id = next(self._ids)
         waiter = session.start_request(request_id, ffi_request, memory, package_files=describe_package_files(request))
-        if not waiter.event.wait(REQUEST_TIMEOUT_S):
+        if not waiter.event.wait(REQUEST_TIMEOUT_S):  # type: ignore[union-attr]
             session.forget(request_id)
             raise BrokerUnavailable(
                 f"no answer from the broker at {self.address} to {memory.kind} within {REQUEST_TIMEOUT_S:g} s"

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""A producer faster than real time: 3 s of audio pushed into an AudioSource with a small queue,
+each capture_frame awaited, nothing else slowing it down (as an agent pushes TTS). Through the
+broker or in-process (no LIVEKIT_FFI_BROKER). Prints JSON: how long the pushing took, how long
+the capture_frame calls took, and the samples the AudioStream of the source's track gave back."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import media_worker  # noqa: E402
+from media_worker import FRAME, SAMPLE_RATE  # noqa: E402
+
+SECONDS = 3.0
+QUEUE_MS = 100
+BASE = 4242
+
+
+async def main() -> dict:
+    from livekit import rtc
+
+    frames = int(SECONDS * 100)
+    source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=QUEUE_MS)
+    track = rtc.LocalAudioTrack.create_audio_track("pacing", source)
+    stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
+    chunks: list[np.ndarray] = []
+
+    async def read() -> None:
+        async for event in stream:
+            chunks.append(np.frombuffer(event.frame.data, dtype=np.int16).copy())
+
+    reader = asyncio.create_task(read())
+    payloads = [media_worker.signal_frame(BASE, i).tobytes() for i in range(frames)]
+    calls_ms = []
+    started = time.monotonic()
+    for payload in payloads:
+        t0 = time.monotonic()
+        await source.capture_frame(rtc.AudioFrame(payload, SAMPLE_RATE, 1, FRAME))
+        calls_ms.append((time.monotonic() - t0) * 1000)
+    pushed_s = time.monotonic() - started
+    deadline = time.monotonic() + 10
+    while sum(int(np.count_nonzero(c)) for c in chunks) < frames * FRAME and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    received = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    await asyncio.wait_for(stream.aclose(), timeout=10)
+    await asyncio.wait_for(reader, timeout=10)
+    await source.aclose()
+    track._ffi_handle.dispose()
+    calls = np.sort(np.asarray(calls_ms))
+    return {
+        "seconds": SECONDS,
+        "queue_ms": QUEUE_MS,
+        "pushed_s": round(pushed_s, 3),
+        "capture_call_ms": {"p50": round(float(calls[len(calls) // 2]), 3), "max": round(float(calls[-1]), 3)},
+        "samples": media_worker.check_samples(received, BASE, frames),
+        "through_broker": bool(os.environ.get("LIVEKIT_FFI_BROKER")),
+        "native_loaded": media_worker.native_library_loaded(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main())))
