@@ -128,10 +128,6 @@ RESUMABLE = frozenset({"UNAVAILABLE", "CANCELLED", "INTERNAL"})
 SEND_BATCHES = False
 
 
-def _drained(messages: list[bytes]):
-    return _wire.batches(messages) if SEND_BATCHES else iter(messages)
-
-
 def _drop_message(handle: int, request_id: int = 0) -> bytes:
     message = _pb().ClientMessage()
     message.drop_handles.handles.append(handle)
@@ -214,6 +210,7 @@ class _Stream:
         import grpc
 
         pb = _pb()
+        self.session = session
         self.outgoing: "queue.SimpleQueue[Optional[bytes]]" = queue.SimpleQueue()
         self.channel = grpc.insecure_channel(grpc_target(session.address), options=CHANNEL_OPTIONS)
         method = self.channel.stream_stream(SESSION_METHOD)
@@ -235,10 +232,19 @@ class _Stream:
                 except queue.Empty:
                     break
                 if message is None:
-                    yield from _drained(drained)
+                    yield from self._drained(drained)
                     return
                 drained.append(message)
-            yield from _drained(drained)
+            yield from self._drained(drained)
+
+    def _drained(self, messages: list[bytes]):
+        if not SEND_BATCHES:
+            yield from messages
+            return
+        for message, count in _wire.batches(messages):
+            if count > 1:
+                self.session.batched += count
+            yield message
 
     def end(self) -> None:
         """Release the request iterator and the channel (the call is over)."""
@@ -277,6 +283,7 @@ class _Session:
         self.last_seq = 0
         self.resumes = 0  # times this session was resumed on a new stream
         self.events_dropped = 0  # events the broker reported dropped (EventsDropped notices)
+        self.batched = 0  # requests and drops sent inside a ClientMessage.batch
         # messages sent while resuming: written to the new stream once resumed
         self.backlog: list[Any] = []
         self.token = auth_token()

@@ -61,20 +61,21 @@ def request(request_id: int, ffi_request: bytes, buffers: Iterable[tuple[int, An
     return b"".join([_REQUEST, varint(size), *pieces])
 
 
-def batches(messages: list[bytes]) -> Iterator[bytes]:
+def batches(messages: list[bytes]) -> Iterator[tuple[bytes, int]]:
     """The encoded ClientMessages of one drain of the send queue, in order: consecutive small ones
-    as one ClientMessage{batch} (one alone stays as it is), large ones alone."""
+    as one ClientMessage{batch} (one alone stays as it is), large ones alone; each with the number
+    of messages it carries."""
     run: list[bytes] = []
     for message in messages:
         if len(message) >= BATCH_ALONE_BYTES:
             if run:
-                yield _batch(run)
+                yield _batch(run), len(run)
                 run = []
-            yield message
+            yield message, 1
         else:
             run.append(message)
     if run:
-        yield _batch(run)
+        yield _batch(run), len(run)
 
 
 def _batch(messages: list[bytes]) -> bytes:
