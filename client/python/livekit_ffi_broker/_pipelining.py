@@ -9,7 +9,7 @@ holds for every release):
   async id and answers at once; a refusal by the broker, or a session lost before the answer,
   comes to the SDK as that callback with the error, which the SDK raises where it awaits it.
 - **without an answer**: the response has no field (CaptureVideoFrame, ClearAudioBuffer,
-  SetSubscribed, LocalTrackMute...). The client answers with the empty response; a refusal cannot
+  SetSubscribed, ReadyForRoomEvent, ...). The client answers with the empty response; a refusal cannot
   be raised from the call that is gone, so it is logged when it arrives and raised from the next
   such request naming the same handle (after that one is sent): the SDK sees it where it would
   have, one call late.

@@ -422,24 +422,13 @@ class _Session:
         memory: RequestMemory,
         callback: Optional[Callable[[Optional[BaseException]], None]] = None,
         package_files: Sequence[tuple[str, str, str, str]] = (),
-    ) -> _Waiter:
+        send: bool = True,
+    ) -> tuple[_Waiter, bytes]:
         """Sends one request; with ``callback`` nobody waits for the response: the callback runs
         (on the reader thread) with its error, or None, once it comes or the session ends.
-        ``package_files``: (path, distribution, version, file) of the package files it names."""
-        waiter, message = self.prepare_request(request_id, ffi_request, memory, callback, package_files)
-        self.send(message)
-        return waiter
-
-    def prepare_request(
-        self,
-        request_id: int,
-        ffi_request: bytes,
-        memory: RequestMemory,
-        callback: Optional[Callable[[Optional[BaseException]], None]] = None,
-        package_files: Sequence[tuple[str, str, str, str]] = (),
-    ) -> tuple[_Waiter, bytes]:
-        """start_request without the sending: the request is pending, and its ClientMessage (the
-        request's memory copied into it) is for ``send`` now or later."""
+        ``package_files``: (path, distribution, version, file) of the package files it names.
+        With ``send=False`` the request is pending and its ClientMessage (the request's memory
+        copied into it) is the caller's to ``send`` later."""
         pb = _pb()
         waiter = _Waiter(memory, callback)
         while True:
@@ -454,7 +443,10 @@ class _Session:
             pb.PackageFile(path=path, distribution=dist, version=version, file=file).SerializeToString()
             for path, dist, version, file in package_files
         ]
-        return waiter, _wire.request(request_id, ffi_request, memory.buffers, files)
+        message = _wire.request(request_id, ffi_request, memory.buffers, files)
+        if send:
+            self.send(message)
+        return waiter, message
 
     def forget(self, request_id: int) -> None:
         with self.lock:
@@ -796,7 +788,7 @@ class Connection:
         ffi_request = request.SerializeToString()
         session = self.session()
         request_id = next(self._ids)
-        waiter = session.start_request(request_id, ffi_request, memory, package_files=describe_package_files(request))
+        waiter, _ = session.start_request(request_id, ffi_request, memory, package_files=describe_package_files(request))
         if not waiter.event.wait(REQUEST_TIMEOUT_S):  # type: ignore[union-attr]
             session.forget(request_id)
             raise BrokerUnavailable(
@@ -825,7 +817,7 @@ class Connection:
         session = self.session()
         request_id = next(self._ids)
         if window:
-            _, message = session.prepare_request(request_id, ffi_request, memory, settled)
+            _, message = session.start_request(request_id, ffi_request, memory, settled, send=False)
             self.capture_windows.capture(body.source_handle, async_id, request_id, message, session)
         else:
             session.start_request(request_id, ffi_request, memory, settled)

@@ -192,32 +192,26 @@ def read_server_message(raw: bytes, sink: ServerSink, pb: Any, start: int = 0, e
             sink.on_welcome(pb.Welcome.FromString(raw[value[0] : value[1]]))
 
 
-def _events(raw: bytes, start: int, end: int) -> list[tuple[int, bytes, list[WireBuffer]]]:
-    events = []
-    for number, span in _fields(raw, start, end):
-        if number != 1:
-            continue
-        seq, ffi_event, buffers = 0, b"", []
-        for field, value in _fields(raw, *span):
-            if field == 1:
-                seq = value
-            elif field == 2:
-                ffi_event = raw[value[0] : value[1]]
-            elif field == 3:
-                buffers.append(_buffer(raw, *value))
-        events.append((seq, ffi_event, buffers))
-    return events
-
-
-def _response(raw: bytes, span: tuple[int, int], sink: ServerSink, pb: Any) -> None:
-    request_id, ffi_response, buffers, error = 0, b"", [], None
-    for field, value in _fields(raw, *span):
+def _parts(raw: bytes, start: int, end: int) -> tuple[int, bytes, list[WireBuffer], Optional[tuple[int, int]]]:
+    """Event and Response share a layout: 1 a uint64 (seq, request_id), 2 the livekit payload
+    (ffi_event, ffi_response), 3 the Buffers, 4 (Response.error) a message, as its span."""
+    number, payload, buffers, fourth = 0, b"", [], None
+    for field, value in _fields(raw, start, end):
         if field == 1:
-            request_id = value
+            number = value
         elif field == 2:
-            ffi_response = raw[value[0] : value[1]]
+            payload = raw[value[0] : value[1]]
         elif field == 3:
             buffers.append(_buffer(raw, *value))
         elif field == 4:
-            error = pb.Error.FromString(raw[value[0] : value[1]])
-    sink.on_response(request_id, ffi_response, buffers, error)
+            fourth = value
+    return number, payload, buffers, fourth
+
+
+def _events(raw: bytes, start: int, end: int) -> list[tuple[int, bytes, list[WireBuffer]]]:
+    return [_parts(raw, *span)[:3] for number, span in _fields(raw, start, end) if number == 1]
+
+
+def _response(raw: bytes, span: tuple[int, int], sink: ServerSink, pb: Any) -> None:
+    request_id, ffi_response, buffers, error = _parts(raw, *span)
+    sink.on_response(request_id, ffi_response, buffers, None if error is None else pb.Error.FromString(raw[error[0] : error[1]]))
