@@ -114,13 +114,10 @@ class WireBuffer:
         return ctypes.cast(ctypes.c_char_p(self.raw), ctypes.c_void_p).value + self.start  # type: ignore[operator]
 
 
-def _varint_at(buf: bytes, pos: int) -> tuple[int, int]:
-    byte = buf[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    value = byte & 0x7F
+def _varint_rest(buf: bytes, pos: int, value: int) -> tuple[int, int]:
+    """A varint whose first byte (``value``, >= 0x80) was read; ``pos`` is after it."""
+    value &= 0x7F
     shift = 7
-    pos += 1
     while True:
         byte = buf[pos]
         value |= (byte & 0x7F) << shift
@@ -130,37 +127,44 @@ def _varint_at(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes, pos: int, end: int) -> Iterator[tuple[int, Any]]:
-    """(field number, value) of one message in buf[pos:end]: a varint's value, or the (start,
-    stop) of a length-delimited field; fixed-width fields (none in the contract) are skipped."""
+def _fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
+    """The fields of one message in buf[pos:end], as (number, a, b): a varint's value as a (b 0),
+    or a length-delimited field's bytes as buf[a:b]. A list, not a generator, and one-byte
+    varints read inline: this runs for every field of every message received."""
+    out = []
     while pos < end:
-        key, pos = _varint_at(buf, pos)
+        key = buf[pos]
+        pos += 1
+        if key > 0x7F:
+            key, pos = _varint_rest(buf, pos, key)
         wire = key & 7
-        if wire == 0:
-            value, pos = _varint_at(buf, pos)
-        elif wire == 2:
-            size, pos = _varint_at(buf, pos)
-            value = (pos, pos + size)
-            pos += size
-        elif wire == 1 or wire == 5:
-            value = None
+        if wire == 1 or wire == 5:  # fixed width: none in the contract today, skipped
             pos += 8 if wire == 1 else 4
-        else:
+            continue
+        if wire != 0 and wire != 2:
             raise ValueError(f"unsupported protobuf wire type {wire} in a message from the broker")
-        if pos > end:
-            raise ValueError("truncated message from the broker")
-        yield key >> 3, value
+        value = buf[pos]
+        pos += 1
+        if value > 0x7F:
+            value, pos = _varint_rest(buf, pos, value)
+        if wire == 2:
+            out.append((key >> 3, pos, pos + value))
+            pos += value
+        else:
+            out.append((key >> 3, value, 0))
+    if pos > end:
+        raise ValueError("truncated message from the broker")
+    return out
 
 
 def _buffer(raw: bytes, start: int, end: int) -> WireBuffer:
-    ptr = 0
-    data = (start, start)
-    for number, value in _fields(raw, start, end):
+    ptr, data_start, data_stop = 0, start, start
+    for number, a, b in _fields(raw, start, end):
         if number == 1:
-            ptr = value
+            ptr = a
         elif number == 2:
-            data = value
-    return WireBuffer(ptr, raw, data[0], data[1])
+            data_start, data_stop = a, b
+    return WireBuffer(ptr, raw, data_start, data_stop)
 
 
 class ServerSink(Protocol):
@@ -177,41 +181,33 @@ class ServerSink(Protocol):
 
 def read_server_message(raw: bytes, sink: ServerSink, pb: Any, start: int = 0, end: Optional[int] = None) -> None:
     """Hand the ServerMessage in raw[start:end] to ``sink``; a ServerBatch's messages in order."""
-    for number, value in _fields(raw, start, len(raw) if end is None else end):
+    for number, a, b in _fields(raw, start, len(raw) if end is None else end):
         if number == 3:
-            sink.on_events(_events(raw, *value))
+            sink.on_events([_parts(raw, x, y)[:3] for inner, x, y in _fields(raw, a, b) if inner == 1])
         elif number == 2:
-            _response(raw, value, sink, pb)
+            request_id, ffi_response, buffers, error = _parts(raw, a, b)
+            sink.on_response(request_id, ffi_response, buffers, None if error is None else pb.Error.FromString(raw[error[0] : error[1]]))
         elif number == 5:
-            for inner, span in _fields(raw, *value):
+            for inner, x, y in _fields(raw, a, b):
                 if inner == 1:
-                    read_server_message(raw, sink, pb, *span)
+                    read_server_message(raw, sink, pb, x, y)
         elif number == 4:
-            sink.on_notice(pb.Notice.FromString(raw[value[0] : value[1]]))
+            sink.on_notice(pb.Notice.FromString(raw[a:b]))
         elif number == 1:
-            sink.on_welcome(pb.Welcome.FromString(raw[value[0] : value[1]]))
+            sink.on_welcome(pb.Welcome.FromString(raw[a:b]))
 
 
 def _parts(raw: bytes, start: int, end: int) -> tuple[int, bytes, list[WireBuffer], Optional[tuple[int, int]]]:
     """Event and Response share a layout: 1 a uint64 (seq, request_id), 2 the livekit payload
     (ffi_event, ffi_response), 3 the Buffers, 4 (Response.error) a message, as its span."""
     number, payload, buffers, fourth = 0, b"", [], None
-    for field, value in _fields(raw, start, end):
+    for field, a, b in _fields(raw, start, end):
         if field == 1:
-            number = value
+            number = a
         elif field == 2:
-            payload = raw[value[0] : value[1]]
+            payload = raw[a:b]
         elif field == 3:
-            buffers.append(_buffer(raw, *value))
+            buffers.append(_buffer(raw, a, b))
         elif field == 4:
-            fourth = value
+            fourth = (a, b)
     return number, payload, buffers, fourth
-
-
-def _events(raw: bytes, start: int, end: int) -> list[tuple[int, bytes, list[WireBuffer]]]:
-    return [_parts(raw, *span)[:3] for number, span in _fields(raw, start, end) if number == 1]
-
-
-def _response(raw: bytes, span: tuple[int, int], sink: ServerSink, pb: Any) -> None:
-    request_id, ffi_response, buffers, error = _parts(raw, *span)
-    sink.on_response(request_id, ffi_response, buffers, None if error is None else pb.Error.FromString(raw[error[0] : error[1]]))
