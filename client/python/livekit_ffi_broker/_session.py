@@ -514,7 +514,8 @@ class _Session:
             # broker answers (dropped now, or PERMISSION_DENIED: dropped already) after every
             # event it sent before, and the stream's EOS follows as usual.
             self.pending = {k: w for k, w in self.pending.items() if w.callback is not None}
-            self.backlog = [w.resend for w in self.pending.values() if w.resend is not None] + self.backlog
+            resends = [w.resend for w in self.pending.values() if w.resend is not None]
+            self.backlog = resends + self._unsent(self.stream) + self.backlog
         for waiter in pending:
             if waiter.callback is None:
                 waiter.error = BrokerUnavailable(f"{cause.detail} (outcome of the request unknown)")
@@ -559,6 +560,22 @@ class _Session:
         return BrokerUnavailable(
             f"could not resume the session with the broker at {self.address} within {RESUME_WINDOW_S:g} s: {last_error.detail}"
         )
+
+    def _unsent(self, stream: _Stream) -> list[bytes]:
+        """What gRPC never took from a broken stream's queue was never sent: the pipelined
+        requests among it (their waiters are kept) and plain drops go out again on the new
+        stream. A pipelined audio capture lost there would hold its source's window for good."""
+        again = []
+        while True:
+            try:
+                message = stream.outgoing.get_nowait()
+            except queue.Empty:
+                return again
+            if message is None:
+                continue
+            is_request, request_id = _wire.request_id(message)
+            if (request_id in self.pending) if is_request else request_id == 0:
+                again.append(message)
 
     def _resume_once(self, deadline: float) -> bool:
         """One attempt: a new stream with Hello{resume_token, last_seq}; True once the Welcome

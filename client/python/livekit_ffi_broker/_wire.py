@@ -87,6 +87,14 @@ def _batch(messages: list[bytes]) -> bytes:
     return b"".join([_BATCH, varint(sum(len(p) for p in pieces)), *pieces])
 
 
+def request_id(message: bytes) -> tuple[bool, int]:
+    """Of one encoded ClientMessage holding a request or a drop (not a batch): (whether it is a
+    request, its request_id; 0 for a drop without one)."""
+    ((number, a, b),) = _fields(message, 0, len(message))
+    wanted = 1 if number == 2 else 2  # Request.request_id, DropHandles.request_id
+    return number == 2, next((x for n, x, _ in _fields(message, a, b) if n == wanted), 0)
+
+
 # Receiving -------------------------------------------------------------------------------------
 
 

@@ -92,3 +92,13 @@ def test_received_bytes_stay_in_the_message():
     (buffer,) = found
     assert buffer.raw is raw  # no copy: the address points into the received message
     assert ctypes.string_at(buffer.address(), buffer.size) == b"frame bytes"
+
+
+def test_request_id_of_an_encoded_message():
+    drop = pb.ClientMessage()
+    drop.drop_handles.handles.extend([3, 4])
+    plain = drop.SerializeToString()
+    drop.drop_handles.request_id = 77
+    assert _wire.request_id(_wire.request(1 << 33, b"x", [])) == (True, 1 << 33)
+    assert _wire.request_id(plain) == (False, 0)
+    assert _wire.request_id(drop.SerializeToString()) == (False, 77)
