@@ -4,8 +4,10 @@ Their answer is nothing the SDK needs before it goes on, read from the SDK's own
 holds for every release):
 
 - **by callback**: the request has ``request_async_id`` and its response is only ``async_id``;
-  the outcome comes as an FfiEvent callback of the same name with an ``error`` string
-  (CaptureAudioFrame, PublishData, SetLocalMetadata, PublishTrack, ...). The client chooses the
+  the outcome comes as an FfiEvent callback of the same name holding only ``async_id`` and an
+  ``error`` string (CaptureAudioFrame, PublishData, SetLocalMetadata, PublishTranscription,
+  SendStreamChunk, UnpublishTrack, ...; not Connect or PublishTrack, whose callbacks carry a
+  result). The client chooses the
   async id and answers at once; a refusal by the broker, or a session lost before the answer,
   comes to the SDK as that callback with the error, which the SDK raises where it awaits it.
 - **without an answer**: the response has no field (CaptureVideoFrame, ClearAudioBuffer,
@@ -59,9 +61,14 @@ class Pipelining:
         event = self._event_fields.get(kind)
         if answer != ["async_id"] or "request_async_id" not in request.fields_by_name or event is None or event.message_type is None:
             return None
+        # Only callbacks that carry nothing but their outcome: a synthesized one (a refusal) then
+        # stands in completely, and the broker, which re-encodes a callback to give it back the
+        # client's async id, never re-encodes a result an older library filled in differently
+        # (measured: the broker on livekit 1.1.5's own library died re-encoding a ConnectCallback
+        # whose ParticipantInfo lacked client_protocol, required in its 0.12.75 schema).
         callback = event.message_type.fields_by_name
         error = callback.get("error")
-        if "async_id" in callback and error is not None and error.type == _STRING:
+        if set(callback) == {"async_id", "error"} and error.type == _STRING:
             return "callback"
         return None
 
