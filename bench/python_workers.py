@@ -49,6 +49,11 @@ def start_broker(sock: str) -> subprocess.Popen:
     raise SystemExit(f"the broker exited before listening ({broker.wait()})")
 
 
+def median(values) -> float | None:
+    ordered = sorted(v for v in values if v is not None)
+    return ordered[len(ordered) // 2] if ordered else None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=10)
@@ -107,6 +112,8 @@ def main() -> None:
                 "workers_cpu_s_whole_run": round(children.ru_utime + children.ru_stime, 2),
                 "broker_cpu_s_whole_run": None if broker_cpu is None else round(broker_cpu, 2),
                 "worker_cpu_ms_per_frame": round(sum(r["cpu_s"] for r in results) / captured * 1000, 3) if captured else None,
+                "capture_frame_call_ms_p50_median_worker": median(r["capture_frame_call_ms"]["p50"] for r in results),
+                "capture_lag_ms_p50_median_worker": median(r["capture_lag_ms"]["p50"] for r in results),
                 "latency_p50_ms_median_worker": p50[len(p50) // 2] if p50 else None,
                 "latency_p99_ms_median_worker": p99[len(p99) // 2] if p99 else None,
                 "wall_s": round(wall, 1),

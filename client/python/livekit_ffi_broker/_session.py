@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from . import _errors, _wire
 from ._address import grpc_target
-from ._capture_window import CaptureWindows
+from ._capture_window import Capture, CaptureWindows
 from ._errors import BrokerError, BrokerUnavailable
 from ._memory import OutputMemory, Planner, PointerTable, RequestMemory, collect_request, write_back
 from ._package_files import describe as describe_package_files
@@ -724,7 +724,8 @@ class Connection:
         self.planner = planner()
         self.memory = OutputMemory(self.planner)
         self.pipelining = Pipelining(request_type, response_type, event_type)
-        self.capture_windows = CaptureWindows(self._answer_capture)
+        self.request_type = request_type
+        self.capture_windows = CaptureWindows(self._answer_capture, self._dispatch_captures, lambda: next(self._pipelined_ids))
         self._ids = itertools.count(1)
         self._pipelined_ids = itertools.count(PIPELINED_ID_BASE)
         self._lock = threading.Lock()
@@ -813,34 +814,55 @@ class Connection:
             )
         if waiter.error is not None:
             raise waiter.error
+        if kind == "new_audio_source":  # how much audio its captures may join (_capture_window)
+            self.capture_windows.new_source(waiter.response.new_audio_source.source.handle.id, request.new_audio_source.queue_size_ms)
         return waiter.response
 
     def _pipelined_by_callback(self, request: Any, kind: str) -> Any:
-        """Answered here with an async id of the client's choice (see _pipelining)."""
+        """Answered here with an async id of the client's choice (see _pipelining); an audio
+        capture goes through its source's window (_capture_window)."""
         async_id = next(self._pipelined_ids)
         body = getattr(request, kind)
         body.request_async_id = async_id
         memory = collect_request(self.planner, request, MAX_MESSAGE_BYTES)
-        ffi_request = request.SerializeToString()
-        window = kind == "capture_audio_frame"
-
-        def settled(error: Optional[BaseException]) -> None:
-            if error is None:
-                return  # the library's callback event follows, routed by async_id
-            if window and self.capture_windows.settled(async_id, str(error)):
-                return  # answered already; the error goes to the next capture of the source
-            self._deliver_callback(kind, async_id, str(error))
-
-        session = self.session()
-        request_id = next(self._ids)
-        if window:
-            _, message = session.start_request(request_id, ffi_request, memory, settled, send=False)
-            self.capture_windows.capture(body.source_handle, async_id, request_id, message, session)
+        session = self.session()  # no session: raised here, as for any request
+        if kind == "capture_audio_frame":
+            data = memory.buffers[0][1] if memory.buffers else b""
+            self.capture_windows.capture(body.source_handle, Capture(async_id, request, data))
         else:
-            session.start_request(request_id, ffi_request, memory, settled)
+
+            def settled(error: Optional[BaseException]) -> None:
+                if error is not None:  # else the library's callback event follows, routed by async_id
+                    self._deliver_callback(kind, async_id, str(error))
+
+            session.start_request(next(self._ids), request.SerializeToString(), memory, settled)
         response = self.response_type()
         getattr(response, kind).async_id = async_id
         return response
+
+    def _dispatch_captures(self, source_handle: int, group: list[Capture], sent_id: int) -> None:
+        """CaptureWindows.dispatch: one CaptureAudioFrameRequest for ``group``, its samples joined."""
+        if len(group) == 1:
+            request, data = group[0].request, group[0].data
+        else:
+            request = self.request_type()
+            request.CopyFrom(group[0].request)
+            body = request.capture_audio_frame
+            body.request_async_id = sent_id
+            body.buffer.samples_per_channel = sum(c.request.capture_audio_frame.buffer.samples_per_channel for c in group)
+            data = b"".join(c.data for c in group)
+        buffer = request.capture_audio_frame.buffer
+        memory = RequestMemory([(buffer.data_ptr, data)] if data else [], [], source_handle, "capture_audio_frame")
+
+        def settled(error: Optional[BaseException]) -> None:
+            if error is not None:  # else the library's callback event follows, routed by async_id
+                self.capture_windows.settled(sent_id, str(error))
+
+        # Not self.session(): this may run on the reader thread, which must never open a session.
+        session = self._session
+        if session is None or session.state not in ("open", "resuming"):
+            raise BrokerUnavailable("session closed")
+        session.start_request(next(self._ids), request.SerializeToString(), memory, settled)
 
     def _pipelined_without_answer(self, request: Any, kind: str) -> Any:
         """Answered here with its empty response (see _pipelining)."""
@@ -896,7 +918,7 @@ class Connection:
         if which == "capture_audio_frame":
             callback = event.capture_audio_frame
             if self.capture_windows.settled(callback.async_id, callback.error):
-                return  # answered early: its capture_frame() has returned
+                return  # the window answers its captures itself
         elif which in ("audio_stream_event", "video_stream_event"):
             body = getattr(event, which)
             if body.stream_handle in session.eos_delivered:

@@ -64,5 +64,48 @@ async def main() -> dict:
     }
 
 
+async def joined() -> dict:
+    """Captures queued while the broker is stopped (SIGSTOP, between the steps) go out joined once
+    it runs again: the samples still come out in order and complete."""
+    from livekit import rtc
+    from livekit.rtc._ffi_client import FfiClient
+
+    from errors import step
+
+    frames = 50
+    source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=1000)
+    track = rtc.LocalAudioTrack.create_audio_track("joined", source)
+    stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
+    chunks: list[np.ndarray] = []
+
+    async def read() -> None:
+        async for event in stream:
+            chunks.append(np.frombuffer(event.frame.data, dtype=np.int16).copy())
+
+    async def produce(first: int, last: int) -> None:
+        for i in range(first, last):
+            await source.capture_frame(rtc.AudioFrame(media_worker.signal_frame(BASE, i).tobytes(), SAMPLE_RATE, 1, FRAME))
+
+    reader = asyncio.create_task(read())
+    await produce(0, 1)
+    step("READY")  # the test stops the broker
+    producer = asyncio.create_task(produce(1, frames))
+    await asyncio.sleep(0.5)
+    out: dict = {"blocked_while_stopped": not producer.done()}
+    await asyncio.get_running_loop().run_in_executor(None, step, "STOPPED")  # the test lets it run again
+    await asyncio.wait_for(producer, 20)
+    deadline = time.monotonic() + 10
+    while sum(int(np.count_nonzero(c)) for c in chunks) < frames * FRAME and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    received = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    out["joined"] = FfiClient.instance._connection.capture_windows.joined
+    out["samples"] = media_worker.check_samples(received, BASE, frames)
+    await asyncio.wait_for(stream.aclose(), timeout=10)
+    await asyncio.wait_for(reader, timeout=10)
+    await source.aclose()
+    track._ffi_handle.dispose()
+    return out
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main())))
+    print(json.dumps(asyncio.run(joined() if sys.argv[1:] == ["joined"] else main())))
