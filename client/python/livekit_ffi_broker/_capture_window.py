@@ -180,6 +180,27 @@ class CaptureWindows:
         for async_id in held:
             self._answer(async_id, "")
 
+    def after_resume(self) -> None:
+        """The session resumed on a new stream. A capture in flight at the break whose request
+        was lost with it would hold its source for good; one the broker got is answered within
+        its queue's length of audio (or comes in the events sent again). So what is still in
+        flight after that, and 2 s more, is let go as if answered."""
+        with self._lock:
+            in_flight = {s.in_flight[0]: s.queue_ms for s in self._sources.values() if s.in_flight is not None}
+        if not in_flight:
+            return
+
+        def expire() -> None:
+            for sent_id in in_flight:
+                with self._lock:
+                    lost = sent_id in self._source_of
+                if lost and self.settled(sent_id, ""):
+                    logger.warning("livekit-ffi-broker: an audio capture sent before the stream broke got no answer; going on")
+
+        timer = threading.Timer(max(in_flight.values()) / 1000 + 2.0, expire)
+        timer.daemon = True
+        timer.start()
+
     def _in_flight(self, source_handle: int, source: _Source, group: list[Capture]) -> tuple[list[Capture], int]:
         """Make ``group`` the source's capture in flight (under the lock, before it is sent: its
         callback may come before dispatch returns); returns what _send needs."""

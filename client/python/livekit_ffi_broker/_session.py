@@ -540,6 +540,7 @@ class _Session:
             try:
                 if self._resume_once(deadline):
                     self.resumes += 1
+                    self.connection.capture_windows.after_resume()
                     logger.warning(
                         "livekit-ffi-broker: session %s resumed after %.2f s (attempt %d)",
                         self.welcome.session_id,

@@ -143,6 +143,23 @@ def livekit_server_binary() -> str:
     return binary
 
 
+def run_with_broker_stopped(broker: "Broker", script: str, mode: str, env: dict[str, str], timeout: float = 60) -> dict[str, Any]:
+    """A stepped scenario that prints READY (the broker is then SIGSTOPped), STOPPED (it is let
+    run again), then its JSON result."""
+    scenario = SteppedScenario(script, mode, env)
+    try:
+        scenario.wait_for("READY")
+        broker.process.send_signal(signal.SIGSTOP)
+        scenario.go()
+        scenario.wait_for("STOPPED")
+        broker.process.send_signal(signal.SIGCONT)
+        scenario.go()
+        return scenario.result(timeout=timeout)
+    finally:
+        broker.process.send_signal(signal.SIGCONT)
+        scenario.kill()
+
+
 class SteppedScenario:
     """A scenario driven step by step: it prints a marker line (READY, ...) and waits for "go" on
     stdin, so the test can stop, kill or start brokers at exactly that point."""

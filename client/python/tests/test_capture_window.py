@@ -2,9 +2,7 @@
 to real time through the broker, as in-process, and its frames come out in order."""
 from __future__ import annotations
 
-import signal
-
-from conftest import SteppedScenario, run_scenario, scenario_env
+from conftest import run_scenario, run_with_broker_stopped, scenario_env
 
 SECONDS, QUEUE_S = 3.0, 0.1
 WINDOW_S = 0.04  # _capture_window.WINDOW frames of 10 ms
@@ -39,18 +37,7 @@ def test_in_process_anchor():
 def test_captures_queued_meanwhile_go_out_joined(broker):
     # The library has one capture of a source at a time; those made meanwhile (here while the
     # broker is stopped) leave as one request, their samples joined, in order.
-    scenario = SteppedScenario("capture_pacing.py", "joined", scenario_env(broker.address))
-    try:
-        scenario.wait_for("READY")
-        broker.process.send_signal(signal.SIGSTOP)
-        scenario.go()
-        scenario.wait_for("STOPPED")
-        broker.process.send_signal(signal.SIGCONT)
-        scenario.go()
-        out = scenario.result(timeout=60)
-    finally:
-        broker.process.send_signal(signal.SIGCONT)
-        scenario.kill()
+    out = run_with_broker_stopped(broker, "capture_pacing.py", "joined", scenario_env(broker.address))
     assert out["blocked_while_stopped"], out  # the window filled: the producer was held back
     assert out["joined"] >= 2, out
     assert out["samples"]["in_order"] and out["samples"]["complete"], out

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from conftest import SteppedScenario, run_scenario, scenario_env, start_broker
+from conftest import SteppedScenario, run_scenario, run_with_broker_stopped, scenario_env, start_broker
 
 
 @pytest.mark.parametrize("resume_window_ms", ["0", "1500"])
@@ -98,18 +98,7 @@ def test_captures_are_pipelined(broker):
     # synthesized while the source's window has room) and sent without waiting: the SDK's capture
     # loop does not block on a broker round trip per frame. Were captures not pipelined, the
     # stopped broker would hold them until this request timeout.
-    scenario = SteppedScenario("errors.py", "pipelined", scenario_env(broker.address, LIVEKIT_FFI_BROKER_REQUEST_TIMEOUT="5"))
-    try:
-        scenario.wait_for("READY")
-        broker.process.send_signal(signal.SIGSTOP)
-        scenario.go()
-        scenario.wait_for("STOPPED")
-        broker.process.send_signal(signal.SIGCONT)
-        scenario.go()
-        out = scenario.result(timeout=60)
-    finally:
-        broker.process.send_signal(signal.SIGCONT)
-        scenario.kill()
+    out = run_with_broker_stopped(broker, "errors.py", "pipelined", scenario_env(broker.address, LIVEKIT_FFI_BROKER_REQUEST_TIMEOUT="5"))
     assert out["answered_while_stopped_s"] < 5, out  # a stopped broker answers nothing
     assert out["distinct_ids"], out
     assert out["callbacks_in_order"] and out["callback_errors"] == [], out

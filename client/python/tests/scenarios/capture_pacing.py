@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import media_worker  # noqa: E402
-from media_worker import FRAME, SAMPLE_RATE  # noqa: E402
+from media_worker import FRAME, SAMPLE_RATE, close_stream, open_stream, wait_samples  # noqa: E402
 
 SECONDS = 3.0
 QUEUE_MS = 100
@@ -26,16 +26,7 @@ async def main() -> dict:
     from livekit import rtc
 
     frames = int(SECONDS * 100)
-    source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=QUEUE_MS)
-    track = rtc.LocalAudioTrack.create_audio_track("pacing", source)
-    stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
-    chunks: list[np.ndarray] = []
-
-    async def read() -> None:
-        async for event in stream:
-            chunks.append(np.frombuffer(event.frame.data, dtype=np.int16).copy())
-
-    reader = asyncio.create_task(read())
+    source, track, stream, chunks, reader = await open_stream(rtc, "pacing", QUEUE_MS)
     payloads = [media_worker.signal_frame(BASE, i).tobytes() for i in range(frames)]
     calls_ms = []
     started = time.monotonic()
@@ -44,14 +35,9 @@ async def main() -> dict:
         await source.capture_frame(rtc.AudioFrame(payload, SAMPLE_RATE, 1, FRAME))
         calls_ms.append((time.monotonic() - t0) * 1000)
     pushed_s = time.monotonic() - started
-    deadline = time.monotonic() + 10
-    while sum(int(np.count_nonzero(c)) for c in chunks) < frames * FRAME and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await wait_samples(chunks, frames * FRAME, 10)
+    await close_stream(source, track, stream, reader)
     received = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-    await asyncio.wait_for(stream.aclose(), timeout=10)
-    await asyncio.wait_for(reader, timeout=10)
-    await source.aclose()
-    track._ffi_handle.dispose()
     calls = np.sort(np.asarray(calls_ms))
     return {
         "seconds": SECONDS,
@@ -73,20 +59,12 @@ async def joined() -> dict:
     from errors import step
 
     frames = 50
-    source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=1000)
-    track = rtc.LocalAudioTrack.create_audio_track("joined", source)
-    stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
-    chunks: list[np.ndarray] = []
-
-    async def read() -> None:
-        async for event in stream:
-            chunks.append(np.frombuffer(event.frame.data, dtype=np.int16).copy())
+    source, track, stream, chunks, reader = await open_stream(rtc, "joined")
 
     async def produce(first: int, last: int) -> None:
         for i in range(first, last):
             await source.capture_frame(rtc.AudioFrame(media_worker.signal_frame(BASE, i).tobytes(), SAMPLE_RATE, 1, FRAME))
 
-    reader = asyncio.create_task(read())
     await produce(0, 1)
     step("READY")  # the test stops the broker
     producer = asyncio.create_task(produce(1, frames))
@@ -94,16 +72,11 @@ async def joined() -> dict:
     out: dict = {"blocked_while_stopped": not producer.done()}
     await asyncio.get_running_loop().run_in_executor(None, step, "STOPPED")  # the test lets it run again
     await asyncio.wait_for(producer, 20)
-    deadline = time.monotonic() + 10
-    while sum(int(np.count_nonzero(c)) for c in chunks) < frames * FRAME and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await wait_samples(chunks, frames * FRAME, 10)
+    await close_stream(source, track, stream, reader)
     received = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     out["joined"] = FfiClient.instance._connection.capture_windows.joined
     out["samples"] = media_worker.check_samples(received, BASE, frames)
-    await asyncio.wait_for(stream.aclose(), timeout=10)
-    await asyncio.wait_for(reader, timeout=10)
-    await source.aclose()
-    track._ffi_handle.dispose()
     return out
 
 

@@ -83,6 +83,36 @@ async def stream_audio(tag: str, base: int, seconds: float, rtc: Any, on_streami
     return result
 
 
+async def open_stream(rtc: Any, tag: str, queue_ms: int = 1000) -> tuple[Any, Any, Any, list, Any]:
+    """AudioSource -> LocalAudioTrack -> AudioStream, and a task collecting what the stream gives."""
+    source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=queue_ms)
+    track = rtc.LocalAudioTrack.create_audio_track(tag, source)
+    stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
+    chunks: list[np.ndarray] = []
+
+    async def read() -> None:
+        async for event in stream:
+            chunks.append(np.frombuffer(event.frame.data, dtype=np.int16).copy())
+
+    return source, track, stream, chunks, asyncio.create_task(read())
+
+
+async def wait_samples(chunks: list, wanted: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while sum(int(np.count_nonzero(c)) for c in chunks) < wanted:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def close_stream(source: Any, track: Any, stream: Any, reader: Any) -> None:
+    await asyncio.wait_for(stream.aclose(), timeout=10)
+    await asyncio.wait_for(reader, timeout=10)
+    await source.aclose()
+    track._ffi_handle.dispose()
+
+
 def own_session_handles(settle: float = 5.0) -> int:
     """Handles the broker holds for this process's session (-1: no session), once they settle at 0
     (drops are fire-and-forget on the session stream, Info comes over another connection)."""

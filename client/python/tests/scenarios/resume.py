@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import media_worker  # noqa: E402
-from media_worker import FRAME, SAMPLE_RATE  # noqa: E402
+from media_worker import FRAME, SAMPLE_RATE, close_stream, open_stream, wait_samples  # noqa: E402
 
 
 def own_session() -> Optional[dict[str, Any]]:
@@ -62,19 +62,6 @@ def describe(err: Optional[BaseException]) -> Optional[dict]:
     return {"type": type(err).__name__, "code": getattr(err, "code", None), "message": str(err)}
 
 
-async def open_stream(rtc: Any, tag: str) -> tuple[Any, Any, Any, list, Any]:
-    source = rtc.AudioSource(SAMPLE_RATE, 1)
-    track = rtc.LocalAudioTrack.create_audio_track(tag, source)
-    stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
-    chunks: list[np.ndarray] = []
-
-    async def read() -> None:
-        async for event in stream:
-            chunks.append(np.frombuffer(event.frame.data, dtype=np.int16).copy())
-
-    return source, track, stream, chunks, asyncio.create_task(read())
-
-
 async def second_stream(rtc: Any, track: Any) -> tuple[Any, list, Any]:
     stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
     chunks: list[np.ndarray] = []
@@ -85,21 +72,6 @@ async def second_stream(rtc: Any, track: Any) -> tuple[Any, list, Any]:
 
     return stream, chunks, asyncio.create_task(read())
 
-
-async def wait_samples(chunks: list, wanted: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while sum(int(np.count_nonzero(c)) for c in chunks) < wanted:
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
-
-
-async def close_stream(source: Any, track: Any, stream: Any, reader: Any) -> None:
-    await asyncio.wait_for(stream.aclose(), timeout=10)
-    await asyncio.wait_for(reader, timeout=10)
-    await source.aclose()
-    track._ffi_handle.dispose()
 
 
 def resume(breaks: int) -> dict:
