@@ -267,6 +267,17 @@ export class Broker {
       case 'dropHandles':
         this.dropHandles(session, message.message.value);
         return;
+      case 'batch':
+        session.cork();
+        try {
+          for (const inner of message.message.value.messages) {
+            if (inner.message.case !== 'request' && inner.message.case !== 'dropHandles') throw fail.badBatch(inner.message.case);
+            this.onClientMessage(session, inner);
+          }
+        } finally {
+          session.uncork();
+        }
+        return;
       default:
         throw fail.emptyMessage();
     }

@@ -97,6 +97,8 @@ export const refuse = {
 export const fail = {
   helloFirst: () => new SessionFailure(GrpcStatus.FAILED_PRECONDITION, 'the first ClientMessage of a Session must be hello'),
   helloTwice: () => new SessionFailure(GrpcStatus.FAILED_PRECONDITION, 'hello was already sent on this Session; open a new Session instead'),
+  badBatch: (inner: string | undefined) =>
+    new SessionFailure(GrpcStatus.INVALID_ARGUMENT, `a ClientBatch holds only request and drop_handles messages, not ${inner ?? 'an empty message'}; send hello alone, and never nest batches`),
   emptyMessage: () => new SessionFailure(GrpcStatus.INVALID_ARGUMENT, 'ClientMessage has no message set; send hello, request or drop_handles'),
   unauthenticated: () =>
     new SessionFailure(GrpcStatus.UNAUTHENTICATED, 'Hello.auth_token is not one this broker accepts; use a token from the broker\'s --auth-token-file'),

@@ -46,6 +46,13 @@ const REPLAY_BYTES = 2 * 1024 * 1024;
 const MAX_EVENTS_PER_BATCH = 512;
 const ENVELOPE_BYTES = 24;
 
+// A message on its way to the transport; `queued`: its bytes count in queuedBytes until written.
+interface Outgoing {
+  message: ServerMessage['message'];
+  bytes: number;
+  queued: boolean;
+}
+
 type Item =
   | { kind: 'event'; event: WireEvent; bytes: number; meta: EventMeta; dropped: boolean }
   | { kind: 'message'; message: ServerMessage['message']; bytes: number };
@@ -74,6 +81,10 @@ export class Session implements EventReceiver {
   private firstDroppedSeq = 0n;
   private closed = false;
   private tokens = Number.POSITIVE_INFINITY;
+  // While > 0 (a ClientBatch being handled) nothing is written, so its answers leave together.
+  private corked = 0;
+  // Hello.accepts_batches: what is ready at once may leave as one ServerBatch.
+  private readonly acceptsBatches: boolean;
   private tokensAt = performance.now();
   droppedEvents = 0n;
   // Bridge participant-info-v1: every event this session is sent goes through here (sdk_bridges.ts).
@@ -97,6 +108,7 @@ export class Session implements EventReceiver {
     this.sdkVersion = hello.sdkVersion;
     this.log = parentLog.child({ session: this.id, client: hello.clientName, clientPid: hello.pid });
     this.oldParticipantInfo = bridges.has('participant-info-v1');
+    this.acceptsBatches = hello.acceptsBatches;
   }
 
   get connected(): boolean {
@@ -161,6 +173,15 @@ export class Session implements EventReceiver {
     this.pump();
   }
 
+  /** Holds writes until uncork(): what a batch of requests is answered with leaves together. */
+  cork(): void {
+    this.corked++;
+  }
+
+  uncork(): void {
+    if (--this.corked === 0) this.pump();
+  }
+
   /** The stream broke: keep queueing until attach() or close(). */
   detach(): void {
     this.call = undefined;
@@ -174,19 +195,22 @@ export class Session implements EventReceiver {
    */
   resume(call: SessionCall, welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken' | 'bridges'>, lastSeq: bigint): void {
     this.call = call;
-    this.write(call, this.welcomeMessage(welcome), 128, false);
+    // Alone: the first ServerMessage of a stream is its Welcome, never inside a batch.
+    this.send(call, [{ message: this.welcomeMessage(welcome), bytes: 128, queued: false }]);
+    const out: Outgoing[] = [];
     if (lastSeq > 0n) {
       const again = this.written.filter((w) => w.event.seq > lastSeq);
       const firstHeld = again[0]?.event.seq ?? this.firstQueuedSeq();
       if (firstHeld > lastSeq + 1n) {
         this.droppedEvents += firstHeld - lastSeq - 1n;
         this.metrics.eventsDropped.inc({ kind: 'any', reason: 'stream_broken' }, Number(firstHeld - lastSeq - 1n));
-        this.writeNotice(call, firstHeld - lastSeq - 1n, lastSeq + 1n, 'sent on the broken stream and no longer held by the broker');
+        out.push(this.droppedNotice(firstHeld - lastSeq - 1n, lastSeq + 1n, 'sent on the broken stream and no longer held by the broker'));
       }
       if (again.length > 0) {
-        this.write(call, { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events: again.map((w) => w.event) } }, again.reduce((a, w) => a + w.bytes, 0), false);
+        out.push({ message: { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events: again.map((w) => w.event) } }, bytes: again.reduce((a, w) => a + w.bytes, 0), queued: false });
       }
     }
+    this.send(call, out);
     this.pump();
   }
 
@@ -247,18 +271,21 @@ export class Session implements EventReceiver {
 
   private pump(): void {
     const call = this.call;
-    if (call === undefined) return;
-    while (this.head < this.queue.length && this.inFlightBytes < IN_FLIGHT_BYTES) {
-      if (this.droppedSinceNotice > 0n) this.writeDropNotice(call);
+    if (call === undefined || this.corked > 0) return;
+    const out: Outgoing[] = [];
+    let pending = 0;
+    while (this.head < this.queue.length && this.inFlightBytes + pending < IN_FLIGHT_BYTES) {
+      if (this.droppedSinceNotice > 0n) out.push(this.dropNotice());
       const item = this.queue[this.head]!;
       if (item.kind === 'message') {
         this.head++;
-        this.write(call, item.message, item.bytes);
+        out.push({ message: item.message, bytes: item.bytes, queued: true });
+        pending += item.bytes;
         continue;
       }
       const events: WireEvent[] = [];
       let bytes = 0;
-      while (this.head < this.queue.length && events.length < MAX_EVENTS_PER_BATCH && this.inFlightBytes + bytes < IN_FLIGHT_BYTES) {
+      while (this.head < this.queue.length && events.length < MAX_EVENTS_PER_BATCH && this.inFlightBytes + pending + bytes < IN_FLIGHT_BYTES) {
         const next = this.queue[this.head]!;
         if (next.kind !== 'event') break;
         this.head++;
@@ -270,8 +297,10 @@ export class Session implements EventReceiver {
         this.remember(next.event, next.bytes);
       }
       if (events.length === 0) continue;
-      this.write(call, { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events } }, bytes);
+      out.push({ message: { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events } }, bytes, queued: true });
+      pending += bytes;
     }
+    this.send(call, out);
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.mediaScan = Math.max(0, this.mediaScan - this.head);
@@ -288,22 +317,45 @@ export class Session implements EventReceiver {
     if (drop > 0) this.written = this.written.slice(drop);
   }
 
-  private writeDropNotice(call: SessionCall): void {
+  private dropNotice(): Outgoing {
     const dropped = this.droppedSinceNotice;
     this.droppedSinceNotice = 0n;
     this.log.warn({ dropped: Number(dropped), firstSeq: String(this.firstDroppedSeq) }, 'session is not reading fast enough: media frames dropped');
-    this.writeNotice(call, dropped, this.firstDroppedSeq, `over the session buffer of ${this.limits.bufferBytes} bytes: the worker is not reading fast enough`);
+    return this.droppedNotice(dropped, this.firstDroppedSeq, `over the session buffer of ${this.limits.bufferBytes} bytes: the worker is not reading fast enough`);
   }
 
-  private writeNotice(call: SessionCall, count: bigint, firstSeq: bigint, reason: string): void {
+  private droppedNotice(count: bigint, firstSeq: bigint, reason: string): Outgoing {
     const notice = create(NoticeSchema, { notice: { case: 'eventsDropped', value: { $typeName: 'livekit.ffi_broker.v1.EventsDropped', count, firstSeq, reason } } });
-    this.write(call, { case: 'notice', value: notice }, 64, false);
+    return { message: { case: 'notice', value: notice }, bytes: 64, queued: false };
   }
 
-  private write(call: SessionCall, message: ServerMessage['message'], bytes: number, queued = true): void {
+  /**
+   * Hands `out` to the transport: one ServerBatch when the client accepts batches and there is
+   * more than one message (one gRPC message, one HTTP/2 frame, instead of one each), else one
+   * write per message.
+   */
+  private send(call: SessionCall, out: Outgoing[]): void {
+    if (out.length === 0) return;
+    if (out.length === 1 || !this.acceptsBatches) {
+      for (const item of out) this.write(call, create(ServerMessageSchema, { message: item.message }), item.bytes, item.queued);
+      return;
+    }
+    let bytes = 0;
+    let queued = 0;
+    const messages: ServerMessage[] = [];
+    for (const item of out) {
+      messages.push(create(ServerMessageSchema, { message: item.message }));
+      bytes += item.bytes;
+      if (item.queued) queued += item.bytes;
+    }
+    this.queuedBytes -= queued;
+    this.write(call, create(ServerMessageSchema, { message: { case: 'batch', value: { $typeName: 'livekit.ffi_broker.v1.ServerBatch', messages } } }), bytes, false);
+  }
+
+  private write(call: SessionCall, message: ServerMessage, bytes: number, queued: boolean): void {
     if (queued) this.queuedBytes -= bytes;
     this.inFlightBytes += bytes;
-    call.write(create(ServerMessageSchema, { message }), () => {
+    call.write(message, () => {
       // A callback of a stream since detached belongs to the old transport's accounting.
       if (this.call !== call) return;
       this.inFlightBytes -= bytes;

@@ -7,6 +7,7 @@ import { create } from '@bufbuild/protobuf';
 import { FfiEvent, FfiRequest, FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import {
   BufferSchema,
+  ClientBatchSchema,
   ClientMessageSchema,
   DropHandlesSchema,
   Error_Code,
@@ -265,6 +266,11 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   private options: ConnectOptions = {};
   private resumedWaiters: Array<{ resolve(): void; reject(e: BrokerError): void }> = [];
   private lostReason: BrokerError | undefined;
+  private outbox: ClientMessage[] = [];
+  // While a response's awaiter runs (yieldToAwaiters): the stream is paused, and the rest of a
+  // ServerBatch waits here, so that no message overtakes the response's continuation.
+  private yielding = false;
+  private deferred: ServerMessage[] = [];
 
   private constructor(
     private readonly grpcClient: grpc.Client,
@@ -454,6 +460,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
           resumeToken: options.resumeToken ?? '',
           lastSeq: options.lastSeq ?? 0n,
           authToken: options.authToken ?? '',
+          acceptsBatches: true,
         }),
       });
     });
@@ -473,12 +480,31 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     const requestId = this.nextRequestId++;
     return new Promise<Response>((resolve, reject) => {
       this.pending.set(requestId, { resolve, reject });
-      this.send(build(requestId));
+      this.sendBatched(build(requestId));
     });
   }
 
   private send(message: ClientMessage['message']): void {
     this.call.write(create(ClientMessageSchema, { message }));
+  }
+
+  /**
+   * Requests and drops issued in one event-loop turn leave in one ClientMessage (a ClientBatch
+   * when there are several): one gRPC message and one wake-up of the broker instead of one each.
+   * setImmediate waits for no timer, only for the rest of the current turn.
+   */
+  private sendBatched(message: ClientMessage['message']): void {
+    this.outbox.push(create(ClientMessageSchema, { message }));
+    if (this.outbox.length === 1) setImmediate(() => this.flushOutbox());
+  }
+
+  private flushOutbox(): void {
+    const messages = this.outbox;
+    this.outbox = [];
+    // A session that closed or broke meanwhile rejected these requests already.
+    if (messages.length === 0 || this.state !== 'open') return;
+    if (messages.length === 1) this.call.write(messages[0]!);
+    else this.call.write(create(ClientMessageSchema, { message: { case: 'batch', value: create(ClientBatchSchema, { messages }) } }));
   }
 
   private onMessage(message: ServerMessage): void {
@@ -510,6 +536,9 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
       case 'notice':
         if (this.state === 'open') this.emit('notice', body.value);
         break;
+      case 'batch':
+        this.onBatch(body.value.messages);
+        break;
       default:
         // A second Welcome, or a message kind newer than this client: nothing to do with it.
         break;
@@ -531,9 +560,26 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
    * microtask; setImmediate comes after them) lets `await request(); on('event', ...)` see them.
    */
   private yieldToAwaiters(): void {
-    if (this.call.isPaused()) return;
-    this.call.pause();
-    setImmediate(() => this.call.resume());
+    if (this.yielding) return;
+    this.yielding = true;
+    const call = this.call;
+    call.pause();
+    setImmediate(() => {
+      this.yielding = false;
+      const rest = this.deferred;
+      this.deferred = [];
+      if (call === this.call) this.onBatch(rest);
+      // A response in what was deferred yields again, and resumes the stream after its own turn.
+      if (!this.yielding) call.resume();
+    });
+  }
+
+  /** The messages of a ServerBatch, in order, as if each had come alone. */
+  private onBatch(messages: readonly ServerMessage[]): void {
+    for (const message of messages) {
+      if (this.yielding) this.deferred.push(message);
+      else this.onMessage(message);
+    }
   }
 
   private onEvents(batch: EventBatch): void {
