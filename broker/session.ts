@@ -17,6 +17,7 @@ import {
   type ClientMessage,
   type Event as WireEvent,
   type Hello,
+  type MediaLane as WireLane,
   type Notice,
   type Response,
   type ServerMessage,
@@ -25,6 +26,7 @@ import {
 import type { EventMeta, EventReceiver } from './event_router.js';
 import type { Metrics } from './metrics.js';
 import { eventWithOldParticipantInfo } from './participant_info_v1.js';
+import type { MediaLane } from './media_lane.js';
 import type { BridgeName } from './sdk_bridges.js';
 
 export type SessionCall = ServerDuplexStream<ClientMessage, ServerMessage>;
@@ -89,6 +91,10 @@ export class Session implements EventReceiver {
   droppedEvents = 0n;
   // Bridge participant-info-v1: every event this session is sent goes through here (sdk_bridges.ts).
   private readonly oldParticipantInfo: boolean;
+  /** Its media lane, when its Hello asked for one and it was granted; closed when the session is released. */
+  lane: MediaLane | undefined;
+  /** Welcome.lane: the granted lane, or why none was (unset when none was asked for). */
+  laneWelcome: WireLane | undefined;
   /** Set when what may not be dropped (responses, notices, non-media events) passed the hard cap: the broker then fails the session. */
   overflowed = false;
 
@@ -215,7 +221,7 @@ export class Session implements EventReceiver {
   }
 
   private welcomeMessage(welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken' | 'bridges'>): ServerMessage['message'] {
-    return { case: 'welcome', value: create(WelcomeSchema, { ...welcome, sessionId: this.id, resumeToken: this.resumeToken, bridges: [...this.bridges] }) };
+    return { case: 'welcome', value: create(WelcomeSchema, { ...welcome, sessionId: this.id, resumeToken: this.resumeToken, bridges: [...this.bridges], lane: this.laneWelcome }) };
   }
 
   private firstQueuedSeq(): bigint {
@@ -238,6 +244,7 @@ export class Session implements EventReceiver {
   close(failure?: { code: number; details: string }): void {
     if (this.closed) return;
     this.closed = true;
+    this.lane?.close();
     const call = this.call;
     this.call = undefined;
     // grpc-js ends a server stream with the status of an emitted error.
@@ -260,6 +267,7 @@ export class Session implements EventReceiver {
       const item = this.queue[this.mediaScan++]!;
       if (item.kind !== 'event' || !item.meta.media || item.dropped) continue;
       item.dropped = true;
+      for (const b of item.event.buffers) if (b.lane !== undefined) this.lane?.forget(b.lane);
       this.metrics.eventsDropped.inc({ kind: item.meta.kind, reason: 'slow_reader' });
       this.queuedBytes -= item.bytes;
       if (this.droppedSinceNotice === 0n) this.firstDroppedSeq = item.event.seq;

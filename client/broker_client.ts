@@ -13,12 +13,15 @@ import {
   Error_Code,
   HelloSchema,
   InfoRequestSchema,
+  LaneRequestSchema,
   PackageFileSchema,
   RequestSchema,
   type Buffer as ContractBuffer,
   type ClientMessage,
   type EventBatch,
   type InfoResponse,
+  type LaneRequest,
+  type MediaLane as WireLane,
   type Notice,
   type Response,
   type ServerMessage,
@@ -27,6 +30,7 @@ import {
 import { FfiBrokerService } from '../proto/service.js';
 import { DEFAULT_ADDRESS, parseAddress } from './address.js';
 import { BrokerError } from './broker_error.js';
+import { ClientLane, LANE_MIN_BYTES } from './media_lane.js';
 
 /** Env var naming the broker address when none is passed. */
 export const ADDRESS_ENV = 'LIVEKIT_FFI_BROKER';
@@ -80,6 +84,12 @@ export interface ConnectOptions {
    * Requests made meanwhile reject at once with UNAVAILABLE. Default: off (the client closes).
    */
   reconnect?: boolean | ReconnectOptions;
+  /**
+   * Ask for a shared-memory media lane (frames cross without gRPC; see ClientLane). Default: on
+   * for a unix: address, off for TCP (the broker must be on this host). Sizes in bytes, 0 or
+   * unset: the broker's default (1 MiB each); a 1080p I420 frame needs about 3 MiB.
+   */
+  mediaLane?: boolean | { toBrokerBytes?: number; toClientBytes?: number };
 }
 
 export interface ReconnectOptions {
@@ -157,16 +167,30 @@ function resolveAddress(address: string | undefined): string {
   return fromEnv !== undefined && fromEnv !== '' ? fromEnv : DEFAULT_ADDRESS;
 }
 
-function toContractBuffers(buffers: Iterable<readonly [bigint, Uint8Array]> | undefined): ContractBuffer[] {
+/** The request's memory as contract Buffers: in the lane where it has room, else inline; `slots` gets what the lane holds. */
+function toContractBuffers(buffers: Iterable<readonly [bigint, Uint8Array]> | undefined, lane: ClientLane | undefined, slots: ReturnType<ClientLane['place']>[]): ContractBuffer[] {
   const out: ContractBuffer[] = [];
   if (buffers === undefined) return out;
-  for (const [ptr, data] of buffers) out.push(create(BufferSchema, { ptr, data }));
+  for (const [ptr, data] of buffers) {
+    const placed = lane !== undefined && data.length >= LANE_MIN_BYTES ? lane.place(data) : undefined;
+    if (placed === undefined) {
+      out.push(create(BufferSchema, { ptr, data }));
+    } else {
+      slots.push(placed);
+      out.push(create(BufferSchema, { ptr, lane: placed.ref }));
+    }
+  }
   return out;
 }
 
-function toBufferMap(buffers: readonly ContractBuffer[]): Map<bigint, Uint8Array> {
+/** Buffers keyed by pointer; a lane reference is read out of the lane. */
+function toBufferMap(buffers: readonly ContractBuffer[], lane: ClientLane | undefined): Map<bigint, Uint8Array> {
   const map = new Map<bigint, Uint8Array>();
-  for (const b of buffers) map.set(b.ptr, b.data);
+  for (const b of buffers) {
+    if (b.lane === undefined) map.set(b.ptr, b.data);
+    else if (lane === undefined) throw new Error(`a Buffer refers to lane region ${b.lane.region}, and this client has no lane open`);
+    else map.set(b.ptr, lane.read(b.lane));
+  }
   return map;
 }
 
@@ -267,6 +291,8 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   private resumedWaiters: Array<{ resolve(): void; reject(e: BrokerError): void }> = [];
   private lostReason: BrokerError | undefined;
   private outbox: ClientMessage[] = [];
+  private lane: ClientLane | undefined;
+  private laneState = 'not asked for';
   // While a response's awaiter runs (yieldToAwaiters): the stream is paused, and the rest of a
   // ServerBatch waits here, so that no message overtakes the response's continuation.
   private yielding = false;
@@ -355,6 +381,14 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   get bridges(): readonly string[] {
     return this.welcome?.bridges ?? [];
   }
+  /** "open" when media travel through the shared-memory lane, else why they travel inline. */
+  get mediaLane(): string {
+    return this.laneState;
+  }
+  /** How many buffers crossed in the lane so far (placed: of requests; read: of events); undefined without one. */
+  get mediaLaneCounters(): { placed: number; read: number } | undefined {
+    return this.lane === undefined ? undefined : { ...this.lane.counters };
+  }
   /** True when the broker took over the session named by the resume token, with its handles. */
   get resumed(): boolean {
     return this.welcome?.resumed ?? false;
@@ -381,11 +415,17 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     packageFiles: readonly PackageFileInit[] = [],
   ): Promise<RequestResult> {
     const ffiRequest = req instanceof Uint8Array ? req : req.toBinary();
-    const contractBuffers = toContractBuffers(buffers);
-    const reply = await this.exchange((requestId) => ({
-      case: 'request',
-      value: create(RequestSchema, { requestId, ffiRequest, buffers: contractBuffers, packageFiles: packageFiles.map((f) => create(PackageFileSchema, f)) }),
-    }));
+    const slots: ReturnType<ClientLane['place']>[] = [];
+    let reply: Response;
+    try {
+      reply = await this.exchange((requestId) => ({
+        case: 'request',
+        value: create(RequestSchema, { requestId, ffiRequest, buffers: toContractBuffers(buffers, this.lane, slots), packageFiles: packageFiles.map((f) => create(PackageFileSchema, f)) }),
+      }));
+    } finally {
+      // Answered or failed, the broker no longer reads what this request placed in the lane.
+      for (const placed of slots) this.lane?.free(placed!.slot);
+    }
     if (reply.error !== undefined) throw BrokerError.fromContract(reply.error);
     let response: FfiResponse;
     try {
@@ -395,7 +435,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         cause: err,
       });
     }
-    return { response, buffers: toBufferMap(reply.buffers) };
+    return { response, buffers: toBufferMap(reply.buffers, this.lane) };
   }
 
   /**
@@ -443,6 +483,32 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     return this.closed;
   }
 
+  private laneRequest(options: ConnectOptions): LaneRequest | undefined {
+    const asked = options.mediaLane ?? parseAddress(this.address).kind === 'unix';
+    if (asked === false) return undefined;
+    const sizes = asked === true ? {} : asked;
+    return create(LaneRequestSchema, { toBrokerBytes: BigInt(sizes.toBrokerBytes ?? 0), toClientBytes: BigInt(sizes.toClientBytes ?? 0) });
+  }
+
+  /** The lane of a Welcome: kept across a resume (the same regions), else opened anew. */
+  private openLane(granted: WireLane | undefined): void {
+    if (this.lane !== undefined && granted?.toBroker?.id === this.lane.granted.toBroker?.id) return;
+    this.lane?.close();
+    this.lane = undefined;
+    if (granted === undefined) {
+      this.laneState = 'not asked for';
+    } else if (granted.toBroker === undefined) {
+      this.laneState = `not granted: ${granted.unavailable}`;
+    } else {
+      try {
+        this.lane = new ClientLane(granted);
+        this.laneState = 'open';
+      } catch (err) {
+        this.laneState = `not opened: ${(err as Error).message}`;
+      }
+    }
+  }
+
   private handshake(options: ConnectOptions, timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.connectWaiter = { resolve, reject };
@@ -461,6 +527,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
           lastSeq: options.lastSeq ?? 0n,
           authToken: options.authToken ?? '',
           acceptsBatches: true,
+          lane: this.laneRequest(options),
         }),
       });
     });
@@ -519,6 +586,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         return;
       }
       this.welcome = body.value;
+      this.openLane(body.value.lane);
       this.state = 'open';
       clearTimeout(this.connectTimer);
       this.connectWaiter?.resolve();
@@ -584,6 +652,17 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
 
   private onEvents(batch: EventBatch): void {
     if (this.state !== 'open') return;
+    let release = 0n;
+    try {
+      this.deliver(batch, (r) => {
+        if (r > release) release = r;
+      });
+    } finally {
+      this.lane?.release(release);
+    }
+  }
+
+  private deliver(batch: EventBatch, read: (release: bigint) => void): void {
     for (const item of batch.events) {
       // A resumed session may send again what arrived just before the break.
       if (item.seq <= this.resumedAfter) continue;
@@ -600,7 +679,15 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         continue;
       }
       this.lastSeq = item.seq;
-      const delivered: BrokerEvent = { seq: item.seq, event, buffers: toBufferMap(item.buffers) };
+      let buffers: Map<bigint, Uint8Array>;
+      try {
+        buffers = toBufferMap(item.buffers, this.lane);
+      } catch (err) {
+        this.emit('warning', new BrokerError(Error_Code.CODE_UNSPECIFIED, `event seq ${item.seq}: its memory could not be read: ${String(err)}`, { cause: err }));
+        buffers = new Map();
+      }
+      for (const b of item.buffers) if (b.lane !== undefined) read(b.lane.release);
+      const delivered: BrokerEvent = { seq: item.seq, event, buffers };
       this.emit('event', delivered);
       for (const queue of this.subscriptions) queue.push(delivered);
       // A listener may have closed the client.
@@ -739,6 +826,8 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     this.rejectPending(error ?? pendingError ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
     for (const w of this.resumedWaiters.splice(0)) w.reject(error ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
     this.endSubscriptions(error);
+    this.lane?.close();
+    this.lane = undefined;
     // Not finished by the broker (timeout, protocol error): tear the call down ourselves.
     if (this.status === undefined) this.call.cancel();
     this.grpcClient.close();
