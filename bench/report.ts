@@ -119,7 +119,39 @@ function sessions(r: Json): string {
   );
 }
 
-const SECTIONS: Record<string, (r: Json) => string> = { native_queue: nativeQueue, round_trip: roundTrip, audio, python, video, sessions };
+function workers(r: Json): string {
+  const label = (c: Json) => `${c.sdk === 'python' ? 'Python SDK' : 'Node'}, ${c.path === 'broker' ? 'through the broker' : 'in-process'}`;
+  const split = (u: Json, key: string, digits: number) => (u.broker ? `${num(u.total[key], digits)} (${num(u.workers[key], digits)} + ${num(u.broker[key], digits)})` : num(u.total[key], digits));
+  const rows = (r.workers.cases as Json[]).map((c) =>
+    c.error
+      ? [label(c), num(c.workers, 0), `failed: ${c.error}`, '', '', '', '', '', '', '', '']
+      : [
+          label(c),
+          num(c.workers, 0),
+          num(c.usage.total.processes, 0),
+          split(c.usage, 'cpu_s', 2),
+          split(c.usage, 'pss_mib', 0),
+          split(c.usage, 'threads', 0),
+          `${num(c.real_time_pct)} %`,
+          `${num(c.frames_captured, 0)} + ${num(c.capture_only_frames_captured, 0)} / ${num(c.frames_received, 0)}`,
+          num(c.frames_lost, 0),
+          num(c.latency_ms.p50),
+          num(c.latency_ms.p99),
+        ],
+  );
+  // Broker against in-process at each SDK and worker count: the issue's target is both ratios ≤ 1 at 25 Python workers.
+  const ratios: string[] = [];
+  for (const c of r.workers.cases as Json[]) {
+    const anchor = (r.workers.cases as Json[]).find((a) => a.sdk === c.sdk && a.workers === c.workers && a.path === 'in-process');
+    if (c.path !== 'broker' || c.error || anchor === undefined || anchor.error) continue;
+    const ratio = (key: string) => num(c.usage.total[key] / anchor.usage.total[key], 2);
+    ratios.push(`- ${num(c.workers, 0)} ${c.sdk === 'python' ? 'Python' : 'Node'} workers: the broker path's CPU ${ratio('cpu_s')}× in-process, PSS ${ratio('pss_mib')}×, threads ${ratio('threads')}×, at ${num(c.real_time_pct)} % of real time (in-process ${num(anchor.real_time_pct)} %)`);
+  }
+  const header = ['path', 'workers', 'processes', 'CPU s (workers + broker)', 'PSS MiB (workers + broker)', 'threads (workers + broker)', 'real time kept', 'frames captured (inbound + TTS) / received', 'lost', 'latency p50 ms', 'p99 ms'];
+  return `${table(header, rows)}${ratios.length > 0 ? `\n\n${ratios.join('\n')}` : ''}`;
+}
+
+const SECTIONS: Record<string, (r: Json) => string> = { native_queue: nativeQueue, round_trip: roundTrip, audio, python, video, sessions, workers };
 
 const input = process.argv[2];
 if (input === undefined) {
