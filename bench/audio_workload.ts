@@ -74,7 +74,7 @@ export interface AudioRun {
   /** With captureOnlyPerPath: the capture-only sources and the frames captured into them while measuring. */
   capture_only_sources?: number;
   capture_only_frames_captured?: number;
-  /** Captures sent inside the measured window by the clock, every source (capture-only ones too). */
+  /** Captures sent inside the measured window by the clock, at most the window's worth per source; every source (capture-only ones too). */
   captures_in_window: number;
   /** With keepLatencies: every measured frame's latency, in receive order. */
   latencies_ms?: number[];
@@ -265,7 +265,8 @@ export async function runAudio(paths: FfiPath[], opts: AudioOptions): Promise<Au
   }
   const sum = (f: (st: StreamState) => number) => states.reduce((a, st) => a + f(st), 0);
   const [windowStart, windowEnd] = [startedAt + firstMeasured * FRAME_MS, startedAt + totalFrames * FRAME_MS];
-  const inWindow = (st: StreamState) => st.sentAt.subarray(0, st.captures).filter((t) => t >= windowStart && t < windowEnd).length;
+  // Per source at most the window's worth: a capture loop catching up after a stall sends more.
+  const inWindow = (st: StreamState) => Math.min(totalFrames - firstMeasured, st.sentAt.subarray(0, st.captures).filter((t) => t >= windowStart && t < windowEnd).length);
   return {
     streams: states.length,
     measured_s: measureS,

@@ -228,10 +228,14 @@ async def run(
         t.cancel()
     captured_total = [st.captures for st in states]
     outbound_captured = sum(max(0, st.captures - first_measured) for st in outbound)
-    # Captures sent inside the measured window by the clock (every source): a sender that fell behind
-    # sends warm-up frames late, inside the window, which frames_captured (by frame index) leaves out.
+    # Captures sent inside the measured window by the clock, per source at most the window's worth
+    # (a sender catching up after a stall sends more), summed over every source: a sender that fell
+    # behind sends warm-up frames late, inside the window, which frames_captured (by index) leaves out.
     window_start = started + first_measured * FRAME_NS
-    captures_in_window = sum(int(np.count_nonzero((st.sent_at[: st.captures] >= window_start) & (st.sent_at[: st.captures] < end_ns))) for st in states + outbound)
+    captures_in_window = sum(
+        min(total - first_measured, int(np.count_nonzero((st.sent_at[: st.captures] >= window_start) & (st.sent_at[: st.captures] < end_ns))))
+        for st in states + outbound
+    )
 
     # Let the tail through the source queues (all samples back, or the queue's worth of time).
     deadline = time.perf_counter() + queue_ms / 1000 + 1

@@ -6,6 +6,7 @@
 // process (broker included), summed PSS and thread count (sampled mid-window), frame latency
 // (exact per frame, as the other audio scenarios), frames captured / received / lost.
 import { execFileSync } from 'node:child_process';
+import { QUEUE_MS as NODE_QUEUE_MS } from './audio_latency.js';
 import { startBenchBroker } from './bench_broker.js';
 import type { PathKind } from './ffi_path.js';
 import { UsageWindow } from './proc_usage.js';
@@ -19,8 +20,8 @@ const QUICK_COUNTS = [1, 10];
 const ONLY = /^(?:(python|node):?)?([\d,]*)$/.exec(process.env.LKB_BENCH_WORKERS ?? '');
 const INBOUND = 2;
 const CAPTURE_ONLY = 1;
-/** Source queues: the Python SDK's default (AudioSource's queue_size_ms); Node as the audio scenarios (bench/audio_latency.ts). */
-const QUEUE_MS: Record<Sdk, number> = { python: 1000, node: 0 };
+/** Source queues: the Python SDK's default (AudioSource's queue_size_ms); Node as the audio scenarios (bench/audio_latency.ts, LKB_BENCH_QUEUE_MS). */
+const QUEUE_MS: Record<Sdk, number> = { python: 1000, node: NODE_QUEUE_MS };
 /** Time allowed for every worker of a case to start and set up (25 Python interpreters on 2 cores). */
 const READY_TIMEOUT_MS = 180_000;
 
@@ -108,7 +109,7 @@ const METHOD =
   'deltas over the window for every worker process and the broker (their live descendants included), and PSS (smaps_rollup), RSS and ' +
   'threads (status) summed at mid-window; the benchmark runner itself is not counted. Latency per frame = receive time - send time of ' +
   'the capture holding its last non-silent sample, in the worker; percentiles over every frame of every worker. real_time_pct = captures ' +
-  'sent inside the window (by the clock) / captures due there, over every source (a Python worker that cannot keep up captures fewer; the Node workload issues every capture on ' +
+  'sent inside the window (by the clock; per source at most the window\'s worth) / captures due there, over every source (a Python worker that cannot keep up captures fewer; the Node workload issues every capture on ' +
   'time and shows a shortfall as lost frames and latency).';
 
 export async function workers(quick: boolean): Promise<Record<string, unknown>> {
