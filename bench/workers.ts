@@ -85,16 +85,12 @@ function frames(results: WorkerResult[], workers: number, t: Timing): Record<str
     /** Captures sent inside the window, of those real time asks for there, over every source (inbound and capture-only). */
     real_time_pct: round((100 * inWindow) / (inboundDue + outboundDue), 1),
     latency_ms: summarize(latencies, 2),
-    per_worker: results.map((r) => ({
-      captured: r.frames_captured,
-      received: r.frames_received,
-      lost: r.frames_lost,
-      in_window: r.captures_in_window,
-      silent: r.silent_frames,
-      undecodable: r.undecodable_frames,
-      capture_errors: r.capture_errors,
-      p99_ms: r.latency_ms.p99,
-    })),
+    silent_frames: sum((r) => r.silent_frames as number),
+    undecodable_frames: sum((r) => r.undecodable_frames as number),
+    // Per worker, in start order: how evenly the path served them.
+    per_worker_captures_in_window: results.map((r) => r.captures_in_window),
+    per_worker_frames_received: results.map((r) => r.frames_received),
+    per_worker_p99_ms: results.map((r) => r.latency_ms.p99),
   };
 }
 
