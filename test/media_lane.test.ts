@@ -138,6 +138,9 @@ describe('the shared-memory media lane', () => {
   test('a raw session: its samples reach the library through to_broker and come back through to_client', async () => {
     const s = await laneSession(broker, 'lane-raw');
     const lane = new ClientLane(s.welcome.lane!);
+    // Frames of the stream before the lane was mapped came inline; from a moment later on, in the lane.
+    await new Promise((r) => setTimeout(r, 50));
+    const mapped = s.frameBuffers().length;
     try {
       for (let n = 0; n < 20; n++) {
         const placed = lane.place(samplesOf(1 + n * FRAME))!;
@@ -148,10 +151,10 @@ describe('the shared-memory media lane', () => {
       }
       await waitFor(() => s.frameBuffers().length >= 30, 5000, 'frames back');
       const received: number[] = [];
-      for (const b of s.frameBuffers()) {
-        assert.ok(b.lane !== undefined && b.data.length === 0, 'a frame of a session with a mapped lane comes in the lane');
-        const bytes = lane.read(b.lane);
-        lane.release(b.lane.release);
+      for (const [i, b] of s.frameBuffers().entries()) {
+        if (i >= mapped) assert.ok(b.lane !== undefined && b.data.length === 0, 'a frame of a session with a mapped lane comes in the lane');
+        const bytes = b.lane === undefined ? b.data : lane.read(b.lane);
+        if (b.lane !== undefined) lane.release(b.lane.release);
         for (const v of new Int16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2)) if (v !== 0) received.push(v);
       }
       assert.deepEqual(received, Array.from({ length: 20 * FRAME }, (_, i) => 1 + i), 'every captured sample came back, in order');
