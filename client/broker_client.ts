@@ -3,11 +3,10 @@
 // the broker never loads liblivekit_ffi (never import the @livekit/rtc-ffi-bindings package root).
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { create } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { FfiEvent, FfiRequest, FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import {
   BufferSchema,
-  ClientBatchSchema,
   ClientMessageSchema,
   DropHandlesSchema,
   Error_Code,
@@ -30,6 +29,7 @@ import {
 import { FfiBrokerService } from '../proto/service.js';
 import { DEFAULT_ADDRESS, parseAddress } from './address.js';
 import { BrokerError } from './broker_error.js';
+import { encodeClientBatch } from './client_batch.js';
 import { ClientLane, LANE_MIN_BYTES } from './media_lane.js';
 
 /** Env var naming the broker address when none is passed. */
@@ -149,7 +149,9 @@ export type BrokerClientEvents = {
   warning: [error: BrokerError];
 };
 
-type SessionCall = grpc.ClientDuplexStream<ClientMessage, ServerMessage>;
+// Written as messages, or as bytes already encoded (the batches of sendBatched).
+type SessionCall = grpc.ClientDuplexStream<ClientMessage | Uint8Array, ServerMessage>;
+const serializeClientMessage = (m: ClientMessage | Uint8Array): Buffer => (m instanceof Uint8Array ? Buffer.from(m.buffer, m.byteOffset, m.byteLength) : FfiBrokerService.session.requestSerialize(m));
 type State = 'connecting' | 'open' | 'resuming' | 'reconnecting' | 'closing' | 'closed';
 
 // A broker that is gone: nothing listens on its socket or port. Its sessions died with it, so a
@@ -290,7 +292,8 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   private options: ConnectOptions = {};
   private resumedWaiters: Array<{ resolve(): void; reject(e: BrokerError): void }> = [];
   private lostReason: BrokerError | undefined;
-  private outbox: ClientMessage[] = [];
+  // Encoded ClientMessages of this turn (client_batch.ts).
+  private outbox: Uint8Array[] = [];
   private lane: ClientLane | undefined;
   private laneState = 'not asked for';
   // While a response's awaiter runs (yieldToAwaiters): the stream is paused, and the rest of a
@@ -308,11 +311,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
 
   /** Opens a Session call and listens to it; events of calls replaced since are ignored. */
   private openCall(): SessionCall {
-    const call = this.grpcClient.makeBidiStreamRequest(
-      FfiBrokerService.session.path,
-      FfiBrokerService.session.requestSerialize,
-      FfiBrokerService.session.responseDeserialize,
-    );
+    const call = this.grpcClient.makeBidiStreamRequest(FfiBrokerService.session.path, serializeClientMessage, FfiBrokerService.session.responseDeserialize);
     this.call = call;
     this.status = undefined;
     call.on('data', (message: ServerMessage) => call === this.call && this.onMessage(message));
@@ -561,7 +560,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
    * setImmediate waits for no timer, only for the rest of the current turn.
    */
   private sendBatched(message: ClientMessage['message']): void {
-    this.outbox.push(create(ClientMessageSchema, { message }));
+    this.outbox.push(toBinary(ClientMessageSchema, create(ClientMessageSchema, { message })));
     if (this.outbox.length === 1) setImmediate(() => this.flushOutbox());
   }
 
@@ -570,8 +569,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     this.outbox = [];
     // A session that closed or broke meanwhile rejected these requests already.
     if (messages.length === 0 || this.state !== 'open') return;
-    if (messages.length === 1) this.call.write(messages[0]!);
-    else this.call.write(create(ClientMessageSchema, { message: { case: 'batch', value: create(ClientBatchSchema, { messages }) } }));
+    this.call.write(messages.length === 1 ? messages[0]! : encodeClientBatch(messages));
   }
 
   private onMessage(message: ServerMessage): void {

@@ -368,7 +368,11 @@ test('requests of one event-loop turn leave in one ClientBatch; a ServerBatch is
   const samples = ramp(4, 0);
   const [ptr, bytes] = audioBuffer(samples);
   const turn = [1n, 2n, 3n].map((h) => client.request(captureRequest(h, ptr, samples.length), [[ptr, bytes]]));
+  // The bytes are taken when request() is called, as the library would take them, not when the batch leaves.
+  const sent = Uint8Array.from(bytes);
+  bytes.fill(0x55);
   await waitFor(() => seen.length === 3, 5000, 'three requests');
+  for (const r of seen) assert.deepEqual(Uint8Array.from(r.buffers[0]!.data), sent, 'the bytes as they were at request()');
   const alone = client.request(captureRequest(4n, ptr, samples.length), [[ptr, bytes]]);
   await waitFor(() => seen.length === 4, 5000, 'the fourth request');
   assert.deepEqual(shapes, [3, 1], "three requests of one turn in one ClientBatch, the next turn's alone");
