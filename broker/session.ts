@@ -48,6 +48,10 @@ const REPLAY_BYTES = 2 * 1024 * 1024;
 const MAX_EVENTS_PER_BATCH = 512;
 const ENVELOPE_BYTES = 24;
 
+// What a Buffer holds for the session: its bytes in the lane count too, so that a worker that stops
+// reading is shed at --session-buffer whether its frames wait inline or in the lane's ring.
+const bufferBytes = (b: WireBuffer): number => ENVELOPE_BYTES + b.data.length + (b.lane === undefined ? 0 : Number(b.lane.length));
+
 // A message on its way to the transport; `queued`: its bytes count in queuedBytes until written.
 interface Outgoing {
   message: ServerMessage['message'];
@@ -156,7 +160,7 @@ export class Session implements EventReceiver {
 
   respond(response: Response): void {
     let bytes = ENVELOPE_BYTES + response.ffiResponse.length;
-    for (const b of response.buffers) bytes += b.data.length + ENVELOPE_BYTES;
+    for (const b of response.buffers) bytes += bufferBytes(b);
     this.push({ kind: 'message', message: { case: 'response', value: response }, bytes });
     this.pump();
   }
@@ -170,7 +174,7 @@ export class Session implements EventReceiver {
   enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], meta: EventMeta): void {
     if (this.oldParticipantInfo) ffiEvent = eventWithOldParticipantInfo(ffiEvent);
     let bytes = ENVELOPE_BYTES + ffiEvent.length;
-    for (const b of buffers) bytes += b.data.length + ENVELOPE_BYTES;
+    for (const b of buffers) bytes += bufferBytes(b);
     this.push({ kind: 'event', event: create(EventSchema, { seq: ++this.seq, ffiEvent, buffers }), bytes, meta, dropped: false });
     if (this.queuedBytes + this.inFlightBytes > this.limits.bufferBytes) this.shed();
   }

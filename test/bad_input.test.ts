@@ -294,7 +294,8 @@ describe('bad input: a clear error for the sender, nothing for anyone else', () 
     let victim: BrokerClient | undefined;
     let next: BrokerClient | undefined;
     try {
-      victim = await BrokerClient.connect(small.address, { clientName: 'oversized' });
+      // Inline bytes: a lane would carry them beside the message (and the 64 KiB limit still bounds the frame).
+      victim = await BrokerClient.connect(small.address, { clientName: 'oversized', mediaLane: false });
       const source = await newSource(victim); // a handle, to see it released with the session
       const [ptr, bytes] = audioBuffer(new Int16Array(51200)); // 100 KiB
       let err: unknown;
