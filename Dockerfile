@@ -47,7 +47,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/broker ./dist/broker
 COPY --from=build /app/dist/client ./dist/client
 COPY --from=build /app/dist/proto ./dist/proto
-COPY --from=build /app/build/native/liblkq_callback_queue.so ./build/native/
+COPY --from=build /app/build/native/liblkq_callback_queue.so /app/build/native/liblkb_media_lane.so ./build/native/
 COPY --from=build /app/proto/ffi_broker.proto /app/proto/pointer_fields.json /app/proto/package_file_fields.json ./proto/
 # The plugin packages, owned by root like the rest: workers can load them, nobody can change them.
 COPY --from=audio-plugins /audio-plugins ./audio-plugins

@@ -18,7 +18,7 @@ import { log, round, sleep } from './stats.js';
  * SDKs' default of 1000 ms the queue's fill level, set by start-up hiccups, dominates and varies
  * from run to run (BENCHMARKS.md). LKB_BENCH_QUEUE_MS overrides it.
  */
-const QUEUE_MS = Number(process.env.LKB_BENCH_QUEUE_MS ?? 0);
+export const QUEUE_MS = Number(process.env.LKB_BENCH_QUEUE_MS ?? 0);
 const FANIN_STREAMS = [2, 20, 100, 200];
 const QUICK_FANIN_STREAMS = [2, 20];
 const SESSION_COUNTS = [1, 10, 50, 100];

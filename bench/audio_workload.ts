@@ -30,7 +30,8 @@ function rampPhase(value: number): number {
 interface StreamState {
   path: number;
   source: bigint;
-  stream: bigint;
+  /** undefined: a capture-only source (an agent's TTS output), no stream reads it back. */
+  stream: bigint | undefined;
   /** Send time (ms) of capture k, which holds samples [k*FRAME, (k+1)*FRAME). */
   sentAt: Float64Array;
   captures: number;
@@ -70,6 +71,13 @@ export interface AudioRun {
   latency_p99_ms_by_path: (number | null)[];
   /** Round trip of the CaptureAudioFrame request itself (send → FfiResponse), for scale. */
   capture_request_ms: Summary;
+  /** With captureOnlyPerPath: the capture-only sources and the frames captured into them while measuring. */
+  capture_only_sources?: number;
+  capture_only_frames_captured?: number;
+  /** Captures sent inside the measured window by the clock, at most the window's worth per source; every source (capture-only ones too). */
+  captures_in_window: number;
+  /** With keepLatencies: every measured frame's latency, in receive order. */
+  latencies_ms?: number[];
 }
 
 export interface AudioOptions {
@@ -79,9 +87,15 @@ export interface AudioOptions {
   measureS: number;
   /** Called when the measured window starts and ends (CPU and RSS sampling). */
   onMeasure?: (phase: 'start' | 'end') => void;
+  /** Per path, sources captured into at the same pace with no stream (an agent's TTS output). */
+  captureOnlyPerPath?: number;
+  /** Awaited once every stream is open, before the first capture. */
+  beforeStart?: () => Promise<void>;
+  /** Return every measured frame's latency (latencies_ms). */
+  keepLatencies?: boolean;
 }
 
-async function openStream(path: FfiPath, pathIndex: number, name: string, queueSizeMs: number, totalFrames: number): Promise<StreamState> {
+async function openStream(path: FfiPath, pathIndex: number, name: string, queueSizeMs: number, totalFrames: number, withStream = true): Promise<StreamState> {
   const expect = async <C extends NonNullable<FfiMessage>['case']>(message: FfiMessage, want: C) => {
     const res = await path.call(message);
     if (res.case !== want) throw new Error(`${want} answered ${res.case}`);
@@ -90,14 +104,16 @@ async function openStream(path: FfiPath, pathIndex: number, name: string, queueS
   const src = await expect({ case: 'newAudioSource', value: new NewAudioSourceRequest({ type: AudioSourceType.AUDIO_SOURCE_NATIVE, sampleRate: SAMPLE_RATE, numChannels: 1, queueSizeMs }) }, 'newAudioSource');
   const source = src.value.source!.handle!.id!;
   const trk = await expect({ case: 'createAudioTrack', value: new CreateAudioTrackRequest({ name, sourceHandle: source }) }, 'createAudioTrack');
-  const str = await expect(
-    { case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: trk.value.track!.handle!.id!, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: SAMPLE_RATE, numChannels: 1 }) },
-    'newAudioStream',
-  );
+  const str = withStream
+    ? await expect(
+        { case: 'newAudioStream', value: new NewAudioStreamRequest({ trackHandle: trk.value.track!.handle!.id!, type: AudioStreamType.AUDIO_STREAM_NATIVE, sampleRate: SAMPLE_RATE, numChannels: 1 }) },
+        'newAudioStream',
+      )
+    : undefined;
   return {
     path: pathIndex,
     source,
-    stream: str.value.stream!.handle!.id!,
+    stream: str?.value.stream!.handle!.id!,
     sentAt: new Float64Array(totalFrames),
     captures: 0,
     received: new Uint16Array(totalFrames),
@@ -114,14 +130,17 @@ export async function runAudio(paths: FfiPath[], opts: AudioOptions): Promise<Au
   const totalFrames = Math.round(((warmupS + measureS) * 1000) / FRAME_MS);
   const firstMeasured = Math.round((warmupS * 1000) / FRAME_MS);
   const states: StreamState[] = [];
+  const outbound: StreamState[] = [];
   const byStream = new Map<bigint, StreamState>();
   for (const [p, path] of paths.entries()) {
     for (let i = 0; i < streamsPerPath; i++) {
       const st = await openStream(path, p, `bench${p}-${i}`, queueSizeMs, totalFrames);
       states.push(st);
-      byStream.set(st.stream, st);
+      byStream.set(st.stream!, st);
     }
+    for (let i = 0; i < (opts.captureOnlyPerPath ?? 0); i++) outbound.push(await openStream(path, p, `bench${p}-out${i}`, queueSizeMs, totalFrames, false));
   }
+  await opts.beforeStart?.();
 
   const latencies: number[] = [];
   const byPath: number[][] = paths.map(() => []);
@@ -224,6 +243,7 @@ export async function runAudio(paths: FfiPath[], opts: AudioOptions): Promise<Au
         opts.onMeasure?.('start');
       }
       for (const st of states) capture(st);
+      for (const st of outbound) capture(st);
     }
     await sleep(TICK_MS);
   }
@@ -244,10 +264,14 @@ export async function runAudio(paths: FfiPath[], opts: AudioOptions): Promise<Au
     }
   }
   const sum = (f: (st: StreamState) => number) => states.reduce((a, st) => a + f(st), 0);
+  const [windowStart, windowEnd] = [startedAt + firstMeasured * FRAME_MS, startedAt + totalFrames * FRAME_MS];
+  // Per source at most the window's worth: a capture loop catching up after a stall sends more.
+  const inWindow = (st: StreamState) => Math.min(totalFrames - firstMeasured, st.sentAt.subarray(0, st.captures).filter((t) => t >= windowStart && t < windowEnd).length);
   return {
     streams: states.length,
     measured_s: measureS,
     frames_captured: states.length * (totalFrames - firstMeasured),
+    captures_in_window: sum(inWindow) + outbound.reduce((a, st) => a + inWindow(st), 0),
     frames_received: sum((st) => st.frames),
     frames_lost: lost,
     frames_partial: partial,
@@ -261,5 +285,7 @@ export async function runAudio(paths: FfiPath[], opts: AudioOptions): Promise<Au
     latency_p50_ms_by_second: bySecond.map((v) => summarize(v, 1).p50),
     latency_p99_ms_by_path: byPath.map((v) => summarize(v, 2).p99),
     capture_request_ms: summarize(requestTimes, 2),
+    ...(outbound.length > 0 ? { capture_only_sources: outbound.length, capture_only_frames_captured: outbound.length * (totalFrames - firstMeasured) } : {}),
+    ...(opts.keepLatencies ? { latencies_ms: latencies.map((v) => Math.round(v * 1000) / 1000) } : {}),
   };
 }

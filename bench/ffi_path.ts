@@ -3,7 +3,7 @@
 //  - `broker`: this project's TypeScript client, over a Session stream to a broker process;
 //  - `in-process`: @livekit/rtc-ffi-bindings' Node-API module in this process (the anchor: what the
 //    LiveKit Node SDK does), its events delivered by napi-rs's thread-safe function.
-import { BrokerClient, type ConnectOptions } from '../client/broker_client.js';
+import type { BrokerClient, ConnectOptions } from '../client/broker_client.js';
 import { bufferAt, dataBuffer, type BufferMap } from '../client/media.js';
 import { FfiEvent, FfiRequest, FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 
@@ -66,7 +66,11 @@ class BrokerPath implements FfiPath {
 const mapMemory = (buffers: BufferMap): EventMemory => ({ read: (ptr, len) => bufferAt(buffers, ptr, len) });
 
 export async function brokerPath(address: string, options: ConnectOptions = {}): Promise<FfiPath> {
-  return new BrokerPath(await BrokerClient.connect(address, options));
+  // Loaded lazily, as the Node-API module is: an in-process worker (the workers scenario) never
+  // loads gRPC and the contract (about 10 MiB of PSS per process).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { BrokerClient: Client } = require('../client/broker_client.js') as typeof import('../client/broker_client.js');
+  return new BrokerPath(await Client.connect(address, options));
 }
 
 type NapiModule = typeof import('@livekit/rtc-ffi-bindings/native.js');

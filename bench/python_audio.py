@@ -26,6 +26,7 @@ import os
 import resource
 import sys
 import time
+from typing import Awaitable, Callable
 
 import numpy as np
 from livekit import rtc
@@ -92,10 +93,12 @@ def emit(obj: dict) -> None:
 
 
 class StreamState:
-    def __init__(self, index: int, total: int, queue_ms: int) -> None:
+    """A source and its track; with_stream=False is a capture-only source (an agent's TTS output)."""
+
+    def __init__(self, index: int, total: int, queue_ms: int, with_stream: bool = True) -> None:
         self.source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=queue_ms)
         self.track = rtc.LocalAudioTrack.create_audio_track(f"bench{index}", self.source)
-        self.stream = rtc.AudioStream(self.track, sample_rate=SAMPLE_RATE, num_channels=1)
+        self.stream = rtc.AudioStream(self.track, sample_rate=SAMPLE_RATE, num_channels=1) if with_stream else None
         self.sent_at = np.zeros(total, dtype=np.int64)  # send time (ns) of capture k
         self.captures = 0
         self.received = np.zeros(total, dtype=bool)  # capture k had samples come back
@@ -107,12 +110,26 @@ class StreamState:
         self.out_of_sequence = 0
 
 
-async def run(streams: int, seconds: float, warmup: float, queue_ms: int) -> dict:
+async def run(
+    streams: int,
+    seconds: float,
+    warmup: float,
+    queue_ms: int,
+    capture_only: int = 0,
+    before_start: Callable[[], Awaitable[None]] | None = None,
+    keep_latencies: bool = False,
+) -> dict:
+    """capture_only: sources captured into at the same pace with no stream reading them back.
+    before_start: awaited once everything is set up, before the first capture. keep_latencies:
+    the result also lists every frame's latency (latencies_ms), for a parent to aggregate."""
     total = round((warmup + seconds) * 1000 / 10)
     first_measured = round(warmup * 1000 / 10)
     setup_start = time.perf_counter()
     states = [StreamState(i, total, queue_ms) for i in range(streams)]
+    outbound = [StreamState(streams + i, total, queue_ms, with_stream=False) for i in range(capture_only)]
     setup_s = time.perf_counter() - setup_start
+    if before_start is not None:
+        await before_start()
 
     latencies: list[float] = []
     by_second: list[list[float]] = [[] for _ in range(int(np.ceil(seconds)))]
@@ -197,7 +214,7 @@ async def run(streams: int, seconds: float, warmup: float, queue_ms: int) -> dic
     receivers = [asyncio.create_task(receive(st)) for st in states]
     started = time.perf_counter_ns()
     end_ns = started + total * FRAME_NS
-    senders = [asyncio.create_task(sender(st)) for st in states]
+    senders = [asyncio.create_task(sender(st)) for st in states + outbound]
     # The measured window: captures due from first_measured on.
     await asyncio.sleep(max(0.0, (started + first_measured * FRAME_NS - time.perf_counter_ns()) / 1e9))
     phase = "measure"
@@ -210,6 +227,15 @@ async def run(streams: int, seconds: float, warmup: float, queue_ms: int) -> dic
     for t in senders:
         t.cancel()
     captured_total = [st.captures for st in states]
+    outbound_captured = sum(max(0, st.captures - first_measured) for st in outbound)
+    # Captures sent inside the measured window by the clock, per source at most the window's worth
+    # (a sender catching up after a stall sends more), summed over every source: a sender that fell
+    # behind sends warm-up frames late, inside the window, which frames_captured (by index) leaves out.
+    window_start = started + first_measured * FRAME_NS
+    captures_in_window = sum(
+        min(total - first_measured, int(np.count_nonzero((st.sent_at[: st.captures] >= window_start) & (st.sent_at[: st.captures] < end_ns))))
+        for st in states + outbound
+    )
 
     # Let the tail through the source queues (all samples back, or the queue's worth of time).
     deadline = time.perf_counter() + queue_ms / 1000 + 1
@@ -226,8 +252,9 @@ async def run(streams: int, seconds: float, warmup: float, queue_ms: int) -> dic
     cpu = cpu1 - cpu0
 
     teardown_start = time.perf_counter()
-    for st in states:
-        await st.stream.aclose()
+    for st in states + outbound:
+        if st.stream is not None:
+            await st.stream.aclose()
         await st.source.aclose()
     for r in receivers:
         r.cancel()
@@ -242,6 +269,8 @@ async def run(streams: int, seconds: float, warmup: float, queue_ms: int) -> dic
         "measure_s": seconds,
         "measured_wall_s": round(measured_wall, 3),
         "frames_due": frames_due,
+        "captures_due_in_window": (streams + capture_only) * (total - first_measured),
+        "captures_in_window": captures_in_window,
         "frames_captured": frames_captured,
         "frames_received": received,
         "frames_lost": lost,
@@ -262,6 +291,12 @@ async def run(streams: int, seconds: float, warmup: float, queue_ms: int) -> dic
         "cpu_s_per_1000_frames_note": "this process, all threads, over the measured window; per 1000 captured frames (each frame is captured and received once)",
         "setup_s": round(setup_s, 3),
         "teardown_s": round(teardown_s, 3),
+        **(
+            {"capture_only_sources": capture_only, "capture_only_frames_due": capture_only * (total - first_measured), "capture_only_frames_captured": outbound_captured}
+            if capture_only
+            else {}
+        ),
+        **({"latencies_ms": [round(v, 3) for v in latencies]} if keep_latencies else {}),
     }
 
 

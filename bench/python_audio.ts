@@ -21,7 +21,7 @@ const QUEUE_MS = 1000;
 const repoRoot = path.resolve(__dirname, '..', '..');
 const SCRIPT = path.join(repoRoot, 'bench', 'python_audio.py');
 
-function pythonExe(): string {
+export function pythonExe(): string {
   const fromEnv = process.env.LIVEKIT_BENCH_PYTHON;
   if (fromEnv) return fromEnv;
   const venv = path.join(repoRoot, 'build', 'pyvenv', 'bin', 'python');

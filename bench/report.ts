@@ -119,7 +119,47 @@ function sessions(r: Json): string {
   );
 }
 
-const SECTIONS: Record<string, (r: Json) => string> = { native_queue: nativeQueue, round_trip: roundTrip, audio, python, video, sessions };
+function workers(r: Json): string {
+  // Where the cores are saturated, CPU seconds measure the machine, not the path: per capture they compare.
+  const perCapture = (c: Json) => (c.captures_in_window > 0 ? c.usage.total.cpu_s / (c.captures_in_window / 1000) : null);
+  const label = (c: Json) => `${c.sdk === 'python' ? 'Python SDK' : 'Node'}, ${c.path === 'broker' ? 'through the broker' : 'in-process'}`;
+  const split = (u: Json, key: string, digits: number) => (u.broker ? `${num(u.total[key], digits)} (${num(u.workers[key], digits)} + ${num(u.broker[key], digits)})` : num(u.total[key], digits));
+  const rows = (r.workers.cases as Json[]).map((c) =>
+    c.error
+      ? [label(c), num(c.workers, 0), `failed: ${c.error}`, '', '', '', '', '', '', '', '', '']
+      : [
+          label(c),
+          num(c.workers, 0),
+          num(c.usage.total.processes, 0),
+          split(c.usage, 'cpu_s', 2),
+          num(perCapture(c), 2),
+          split(c.usage, 'pss_mib', 0),
+          split(c.usage, 'threads', 0),
+          `${num(c.real_time_pct)} %`,
+          `${num(c.frames_captured, 0)} + ${num(c.capture_only_frames_captured, 0)} / ${num(c.frames_received, 0)}`,
+          num(c.frames_lost, 0),
+          num(c.latency_ms.p50),
+          num(c.latency_ms.p99),
+        ],
+  );
+  // Broker against in-process at each SDK and worker count: the issue's target is both ratios ≤ 1 at 25 Python workers.
+  const ratios: string[] = [];
+  for (const c of r.workers.cases as Json[]) {
+    const anchor = (r.workers.cases as Json[]).find((a) => a.sdk === c.sdk && a.workers === c.workers && a.path === 'in-process');
+    if (c.path !== 'broker' || c.error || anchor === undefined || anchor.error) continue;
+    const ratio = (key: string) => num(c.usage.total[key] / anchor.usage.total[key], 2);
+    const perCaptureRatio = perCapture(c) !== null && perCapture(anchor) !== null ? num(perCapture(c)! / perCapture(anchor)!, 2) : '–';
+    ratios.push(`- ${num(c.workers, 0)} ${c.sdk === 'python' ? 'Python' : 'Node'} worker${c.workers === 1 ? '' : 's'}: the broker path's CPU ${ratio('cpu_s')}× in-process (per capture ${perCaptureRatio}×), PSS ${ratio('pss_mib')}×, threads ${ratio('threads')}×, at ${num(c.real_time_pct)} % of real time (in-process ${num(anchor.real_time_pct)} %)`);
+  }
+  const header = ['path', 'workers', 'processes', 'CPU s (workers + broker)', 'CPU s per 1,000 captures', 'PSS MiB (workers + broker)', 'threads (workers + broker)', 'real time kept', 'frames captured (inbound + TTS) / received', 'lost', 'latency p50 ms', 'p99 ms'];
+  const notes = [
+    '- real time kept: captures sent inside the window ÷ captures due there, over every source (inbound and TTS). A Python worker awaits each `capture_frame()`, so a path that cannot keep up captures fewer; the Node workload issues every capture on time without waiting, so its shortfall shows as frames lost and latency instead.',
+    '- CPU and PSS: every process, the broker included, over the window (PSS and threads sampled at its middle); CPU per 1,000 captures compares cases where the cores are saturated.',
+  ];
+  return `${table(header, rows)}\n\n${[...notes, ...ratios].join('\n')}`;
+}
+
+const SECTIONS: Record<string, (r: Json) => string> = { native_queue: nativeQueue, round_trip: roundTrip, audio, python, video, sessions, workers };
 
 const input = process.argv[2];
 if (input === undefined) {

@@ -14,6 +14,7 @@ import { realCallbacks, runRealCallbacks, type RealCallbackSpec } from './real_c
 import { roundTrip, runRoundTrip, type RoundTripSpec } from './round_trip.js';
 import { log, nowMs, round } from './stats.js';
 import { runVideoCase, videoPayload, type VideoCaseSpec } from './video_payload.js';
+import { workers } from './workers.js';
 
 type Scenario = (quick: boolean) => Promise<Record<string, unknown>>;
 
@@ -25,6 +26,7 @@ const SCENARIOS: Record<string, Scenario> = {
   python: pythonAudio,
   video: videoPayload,
   sessions: audioSessions,
+  workers,
 };
 
 const CHILDREN: Record<string, (spec: unknown) => Promise<unknown>> = {

@@ -19,6 +19,10 @@ import { startBenchBroker } from './bench_broker.js';
 import { videoFrameBuffer } from '../client/video.js';
 import { runInChild } from './child.js';
 import { brokerPath, inProcessPath, type FfiPath, type PathKind } from './ffi_path.js';
+
+// Room in the media lane for the frames of every stream in flight: a 1080p I420 frame is 3.1 MB,
+// past the lane's 1 MiB default, which would send every frame inline.
+const VIDEO_LANE = { toBrokerBytes: 32 * 1024 * 1024, toClientBytes: 64 * 1024 * 1024 };
 import { procCpuS } from '../test/helpers/proc_stats.js';
 import { log, nowMs, round, sleep, summarize, type Summary } from './stats.js';
 
@@ -93,7 +97,7 @@ function rebase(info: VideoBufferInfo, from: bigint, to: bigint): VideoBufferInf
 
 /** One case, in a child process of run.js. */
 export async function runVideoCase(spec: VideoCaseSpec): Promise<VideoCaseResult> {
-  const path: FfiPath = spec.path === 'broker' ? await brokerPath(spec.address!, { clientName: 'bench-video' }) : inProcessPath();
+  const path: FfiPath = spec.path === 'broker' ? await brokerPath(spec.address!, { clientName: 'bench-video', mediaLane: VIDEO_LANE }) : inProcessPath();
   const { width, height } = spec;
   try {
     const streams: Stream[] = [];

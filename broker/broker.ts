@@ -7,6 +7,7 @@ import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall } from '
 import type { Logger } from 'pino';
 import {
   InfoResponseSchema,
+  MediaLaneSchema,
   NoticeSchema,
   ResponseSchema,
   type ClientMessage,
@@ -14,13 +15,16 @@ import {
   type Hello,
   type InfoRequest,
   type InfoResponse,
+  type LaneRequest,
 } from '../proto/gen/ffi_broker_pb.js';
 import { Code, Refusal, SessionFailure, fail, refuse } from './errors.js';
 import { Metrics } from './metrics.js';
 import { EventRouter } from './event_router.js';
 import { HandleRegistry } from './handle_registry.js';
 import { HostPolicy, type HostPolicyOptions } from './host_policy.js';
+import { MediaLane, type LaneLimits } from './media_lane.js';
 import { EventPump } from './native/event_pump.js';
+import { LaneMemory } from './native/lane_memory.js';
 import { FfiLibrary, locateLibrary } from './native/ffi_library.js';
 import { NativeShim } from './native/shim.js';
 import { OutputMemory } from './output_memory.js';
@@ -44,6 +48,7 @@ export interface BrokerOptions extends HostPolicyOptions {
   resumeGraceMs: number;
   /** Largest gRPC message accepted from a worker, which also bounds one request's buffers. */
   maxMessageBytes: number;
+  mediaLane: LaneLimits;
 }
 
 const digest = (token: string): Buffer => createHash('sha256').update(token).digest();
@@ -77,6 +82,7 @@ export class Broker {
   readonly version = packageVersion;
   readonly library: FfiLibrary;
   private readonly shim: NativeShim;
+  private readonly laneMemory = new LaneMemory();
   private readonly pump: EventPump;
   // The room closer owns the async ids of the disconnects the broker issues itself.
   private readonly registry = new HandleRegistry<Session | RoomCloser>();
@@ -207,10 +213,28 @@ export class Broker {
     }
     const bridges = new Set(bridgesFor(hello.sdk, hello.sdkVersion, this.library.location.version));
     const session = new Session(call, hello, this.log, this.options.sessionLimits, this.metrics, bridges);
+    if (hello.lane !== undefined) this.grantLane(call, session, hello.lane);
     this.sessions.set(session.id, session);
     session.welcome({ ...welcome, resumed: false });
     session.log.info({ clientVersion: hello.clientVersion, sdk: hello.sdk, sdkVersion: hello.sdkVersion, bridges: [...bridges] }, 'session started');
     return session;
+  }
+
+  /** Gives the session its media lane, or says in its Welcome why it has none. */
+  private grantLane(call: SessionCall, session: Session, asked: LaneRequest): void {
+    const none = (unavailable: string) => {
+      session.laneWelcome = create(MediaLaneSchema, { unavailable });
+      session.log.info({ reason: unavailable }, 'media lane not granted; the session\'s media travel inline');
+    };
+    if (!this.options.mediaLane.enabled) return none('the broker runs with --media-lane off');
+    // A remote worker could not open the broker's /proc paths; loopback TCP is this host too.
+    if (!isLocalPeer(call.getPeer())) return none(`the worker (${call.getPeer()}) is not on the broker's host`);
+    try {
+      session.lane = new MediaLane(this.laneMemory, asked, this.options.mediaLane);
+    } catch (err) {
+      return none(`the broker could not create its regions: ${(err as Error).message}`);
+    }
+    session.laneWelcome = session.lane.describe();
   }
 
   /** Does what the session's SDK bridges call for after `event` was routed to it (sdk_bridges.ts). */
@@ -255,7 +279,7 @@ export class Broker {
         const started = process.hrtime.bigint();
         // Over its limits the session is answered without the request being looked at.
         const limit = this.sessionLimit(session);
-        const { response, typeName } = limit === undefined ? this.executor.execute(session, request) : { response: limit.toResponse(request.requestId), typeName: 'unknown' };
+        const { response, typeName } = limit === undefined ? this.executor.execute(session, request, session.lane) : { response: limit.toResponse(request.requestId), typeName: 'unknown' };
         this.metrics.requestDuration.observe({ kind: typeName }, Number(process.hrtime.bigint() - started) / 1e9);
         if (response.error !== undefined) {
           this.metrics.refused.inc({ code: Code[response.error.code] });
@@ -266,6 +290,17 @@ export class Broker {
       }
       case 'dropHandles':
         this.dropHandles(session, message.message.value);
+        return;
+      case 'batch':
+        session.cork();
+        try {
+          for (const inner of message.message.value.messages) {
+            if (inner.message.case !== 'request' && inner.message.case !== 'dropHandles') throw fail.badBatch(inner.message.case);
+            this.onClientMessage(session, inner);
+          }
+        } finally {
+          session.uncork();
+        }
         return;
       default:
         throw fail.emptyMessage();

@@ -86,7 +86,8 @@ const serveCommand = program
   .option('--config <file>', 'JSON file of settings');
 for (const setting of SETTINGS) {
   const help = setting.defaultText === undefined ? setting.help : `${setting.help} (default: ${setting.defaultText})`;
-  if (setting.kind === 'bool') serveCommand.option(`--${setting.flag}`, help);
+  // `--flag` alone is on; `--flag off` turns off a setting that is on by default.
+  if (setting.kind === 'bool') serveCommand.option(`--${setting.flag} [on|off]`, help);
   else if (setting.kind === 'addresses' || setting.kind === 'files') serveCommand.option(`--${setting.flag} <value>`, help, collect);
   else serveCommand.option(`--${setting.flag} <value>`, help);
 }

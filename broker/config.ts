@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_ADDRESS, parseAddress } from '../client/address.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
+import type { LaneLimits } from './media_lane.js';
 import { PluginPackages } from './plugin_packages.js';
 import type { SessionLimits } from './session.js';
 
@@ -57,6 +58,8 @@ export const SETTINGS: readonly Setting[] = [
   },
   { flag: 'shared-dir', kind: 'dir', help: 'let workers have the library read and write files inside DIR', defaultText: 'refused' },
   { flag: 'allow-platform-audio', kind: 'bool', help: "let workers open the host's audio devices", defaultText: 'refused' },
+  { flag: 'media-lane', kind: 'bool', help: 'grant workers on this host that ask for it a shared-memory media lane (frames cross without gRPC)', defaultText: 'on' },
+  { flag: 'media-lane-max-size', kind: 'size', help: 'largest media lane region a worker may ask for (a session has two)', defaultText: '256MiB' },
 ];
 
 export const ENV_PREFIX = 'LIVEKIT_FFI_BROKER_';
@@ -89,6 +92,7 @@ export interface ServeConfig {
   audioPluginDir: string | undefined;
   sharedDir: string | undefined;
   allowPlatformAudio: boolean;
+  mediaLane: LaneLimits;
 }
 
 // What cannot be dropped may use this many times the session buffer before the session fails.
@@ -270,5 +274,6 @@ export function resolveServeConfig(flags: Record<string, Raw | undefined>, env: 
     audioPluginDir: v['allow-audio-plugins'] as string | undefined,
     sharedDir: v['shared-dir'] as string | undefined,
     allowPlatformAudio: (v['allow-platform-audio'] as boolean | undefined) ?? false,
+    mediaLane: { enabled: (v['media-lane'] as boolean | undefined) ?? true, maxRegionBytes: (v['media-lane-max-size'] as number | undefined) ?? 256 * 1024 * 1024 },
   };
 }

@@ -76,6 +76,14 @@ export const refuse = {
     new Refusal(Code.INVALID_REQUEST, `${kind}: ${field} = ${hex(ptr)} has no Buffer with that ptr; send the memory it points at as Request.buffers {ptr, data}`),
   shortBuffer: (kind: string, field: string, ptr: bigint, need: number, got: number) =>
     new Refusal(Code.INVALID_REQUEST, `${kind}: the Buffer for ${field} = ${hex(ptr)} has ${got} bytes, the message implies ${need}`),
+  noLane: (kind: string) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}: a Buffer refers to the media lane, and this session has none (its Hello did not ask for one, or the broker did not grant it: see Welcome.lane); send the bytes inline in Buffer.data`),
+  laneAndData: (kind: string, ptr: bigint) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}: the Buffer for ${hex(ptr)} has both inline data and a lane reference; set one`),
+  laneRegionNotOwned: (kind: string, region: number, own: number) =>
+    new Refusal(Code.PERMISSION_DENIED, `${kind}: a Buffer refers to lane region ${region}, which is not this session's to_broker region (${own}); refer only to the regions of this session's Welcome.lane`),
+  laneOutOfBounds: (kind: string, offset: bigint, length: bigint, size: number) =>
+    new Refusal(Code.INVALID_REQUEST, `${kind}: a Buffer's lane reference (offset ${offset}, length ${length}) reaches past the end of its ${size}-byte region; refer to bytes inside it`),
   oversizedBuffer: (kind: string, field: string, need: number, limit: number) =>
     new Refusal(Code.INVALID_REQUEST, `${kind}: ${field} implies ${need} bytes, over the ${limit}-byte message limit; check the frame's dimensions`),
   unsendableOutput: (kind: string, detail: string) =>
@@ -97,6 +105,8 @@ export const refuse = {
 export const fail = {
   helloFirst: () => new SessionFailure(GrpcStatus.FAILED_PRECONDITION, 'the first ClientMessage of a Session must be hello'),
   helloTwice: () => new SessionFailure(GrpcStatus.FAILED_PRECONDITION, 'hello was already sent on this Session; open a new Session instead'),
+  badBatch: (inner: string | undefined) =>
+    new SessionFailure(GrpcStatus.INVALID_ARGUMENT, `a ClientBatch holds only request and drop_handles messages, not ${inner ?? 'an empty message'}; send hello alone, and never nest batches`),
   emptyMessage: () => new SessionFailure(GrpcStatus.INVALID_ARGUMENT, 'ClientMessage has no message set; send hello, request or drop_handles'),
   unauthenticated: () =>
     new SessionFailure(GrpcStatus.UNAUTHENTICATED, 'Hello.auth_token is not one this broker accepts; use a token from the broker\'s --auth-token-file'),

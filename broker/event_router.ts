@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Buffer as WireBuffer } from '../proto/gen/ffi_broker_pb.js';
 import { FfiEvent, planOf, selected, setFieldValue, fieldValue, type SchemaMessage } from './livekit_schema.js';
 import type { HandleRegistry, Owner } from './handle_registry.js';
+import type { MediaLane } from './media_lane.js';
 import type { NativeEvent } from './native/event_pump.js';
 import type { OutputMemory } from './output_memory.js';
 import { logNativeRecords, type LogRecord } from './native_log.js';
@@ -29,6 +30,8 @@ export interface EventMeta {
 export interface EventReceiver extends Owner {
   enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], meta: EventMeta): void;
   flushEvents(): void;
+  /** Where the bytes of its frames go, when it has a media lane. */
+  readonly lane: MediaLane | undefined;
 }
 
 const MEDIA_KINDS = new Set(['audioStreamEvent', 'videoStreamEvent']);
@@ -76,14 +79,14 @@ export class EventRouter<O extends EventReceiver> {
         continue;
       }
       const { owner, rewritten } = this.ownerOf(chosen.value);
-      const buffers = this.output.take(chosen.value, owner);
+      const media = MEDIA_KINDS.has(chosen.kind) && (chosen.value.message as { case?: string } | undefined)?.case === 'frameReceived';
+      const buffers = this.output.take(chosen.value, owner, media ? owner?.lane : undefined);
       this.noteLastEvent(chosen.kind, chosen.value);
       if (owner === undefined) {
         this.metrics.eventsDropped.inc({ kind: chosen.kind, reason: 'unowned' });
         if (this.log.isLevelEnabled('debug')) this.log.debug({ kind: chosen.typeName }, 'event names nothing any session owns; dropped');
         continue;
       }
-      const media = MEDIA_KINDS.has(chosen.kind) && (chosen.value.message as { case?: string } | undefined)?.case === 'frameReceived';
       owner.enqueueEvent(rewritten ? (message as unknown as FfiEvent).toBinary() : event.bytes, buffers, { kind: chosen.kind, media, enqueuedNs: event.enqueuedNs });
       touched.add(owner);
       this.hooks.routed(owner, chosen);

@@ -1,12 +1,14 @@
 // What the library hands out in a response or event, made safe to forward: every pointer field's
-// bytes copied into a Buffer keyed by the pointer value, memory-only handles (frame buffers)
-// dropped once copied, every other handle owned by the receiving session.
+// bytes copied into a Buffer keyed by the pointer value (into the session's media lane when it is
+// given one and the lane has room, else inline), memory-only handles (frame buffers) dropped once
+// copied, every other handle owned by the receiving session.
 import { create } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { BufferSchema, type Buffer as WireBuffer } from '../proto/gen/ffi_broker_pb.js';
 import { walk, type SchemaMessage } from './livekit_schema.js';
 import { MEMORY_HANDLE_TYPES, pointerField } from './pointer_fields.js';
 import { OWNED_ROOM, type HandleRegistry, type Owner } from './handle_registry.js';
+import type { MediaLane } from './media_lane.js';
 import type { FfiLibrary } from './native/ffi_library.js';
 import type { NativeShim } from './native/shim.js';
 
@@ -25,9 +27,9 @@ export class OutputMemory<O extends Owner> {
   /**
    * Walks `value` (the selected oneof of a response or event). `owner` receives its handles;
    * without an owner (an event nobody owns) every handle is dropped instead, and a room is handed
-   * to `orphanRooms`. Returns the buffers.
+   * to `orphanRooms`. Returns the buffers. `lane`: the owner's media lane, for a frame's bytes.
    */
-  take(value: SchemaMessage, owner: O | undefined): WireBuffer[] {
+  take(value: SchemaMessage, owner: O | undefined, lane?: MediaLane): WireBuffer[] {
     const ranges: { ptr: bigint; end: bigint }[] = [];
     const drops: bigint[] = [];
     const orphanRooms: bigint[] = [];
@@ -53,7 +55,12 @@ export class OutputMemory<O extends Owner> {
     ranges.sort((a, b) => (a.ptr < b.ptr ? -1 : a.ptr > b.ptr ? 1 : 0));
     const buffers: WireBuffer[] = [];
     let current: { ptr: bigint; end: bigint } | undefined;
-    const flush = () => current && buffers.push(create(BufferSchema, { ptr: current.ptr, data: this.shim.copyOut(current.ptr, Number(current.end - current.ptr)) }));
+    const flush = () => {
+      if (current === undefined) return;
+      const length = Number(current.end - current.ptr);
+      const ref = lane?.write(current.ptr, length);
+      buffers.push(create(BufferSchema, ref === undefined ? { ptr: current.ptr, data: this.shim.copyOut(current.ptr, length) } : { ptr: current.ptr, lane: ref }));
+    };
     for (const range of ranges) {
       if (current !== undefined && range.ptr <= current.end) {
         if (range.end > current.end) current.end = range.end;

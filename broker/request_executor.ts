@@ -5,6 +5,7 @@
 import { create } from '@bufbuild/protobuf';
 import { ResponseSchema, type Buffer as WireBuffer, type Request, type Response } from '../proto/gen/ffi_broker_pb.js';
 import { FfiRequest, FfiResponse, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
+import type { MediaLane } from './media_lane.js';
 import { RequestMemory } from './request_memory.js';
 import { valueVerdict } from './request_values.js';
 import { FilterModules } from './filter_modules.js';
@@ -41,9 +42,10 @@ export class RequestExecutor<O extends Owner> {
     this.filterModules = new FilterModules((copy) => policy.pluginReleaseOf(copy));
   }
 
-  execute(owner: O, request: Request): ExecutedRequest {
+  /** `lane`: the owner's media lane, which its Buffers may refer to. */
+  execute(owner: O, request: Request, lane?: MediaLane): ExecutedRequest {
     let typeName = 'unknown';
-    const memory = new RequestMemory(this.shim, request.buffers, this.maxBufferBytes);
+    const memory = new RequestMemory(this.shim, request.buffers, this.maxBufferBytes, lane);
     try {
       let message: SchemaMessage;
       try {

@@ -1,31 +1,38 @@
 // The worker's memory for one request, in native memory the broker owns. The worker sends each
-// region its pointers refer to as Buffer{ptr, data}; a pointer may point anywhere inside a region
-// (a video plane inside its frame). Each region used is copied to native memory once, each pointer
-// field rewritten to the same offset in the copy, and the copies are freed when the call returned.
+// region its pointers refer to as Buffer{ptr, data}, or Buffer{ptr, lane} when the bytes are in its
+// media lane; a pointer may point anywhere inside a region (a video plane inside its frame). Each
+// inline region used is copied to native memory once, a lane region is lent as it lies in the
+// lane's mapping; each pointer field is rewritten to the same offset there, and the copies are
+// freed when the call returned.
 import { create } from '@bufbuild/protobuf';
-import { BufferSchema, type Buffer as WireBuffer } from '../proto/gen/ffi_broker_pb.js';
+import { BufferSchema, type Buffer as WireBuffer, type LaneRef } from '../proto/gen/ffi_broker_pb.js';
 import { refuse } from './errors.js';
 import { FfiRequest, selected, setFieldValue, walk, type SchemaField, type SchemaMessage } from './livekit_schema.js';
 import { pointerField } from './pointer_fields.js';
+import type { MediaLane } from './media_lane.js';
 import type { NativeShim } from './native/shim.js';
 
 interface Region {
   ptr: bigint;
+  length: number;
   data: Uint8Array;
+  lane: LaneRef | undefined;
   address?: bigint;
 }
 
 export class RequestMemory {
   private readonly regions: Region[];
   private readonly inOut: { ptr: bigint; address: bigint; size: number }[] = [];
-  private readonly allocations: { address: bigint; size: number }[] = [];
+  /** Memory this request may hand the library: the copies (`owned`, freed by release()) and the lane's slots. */
+  private readonly allocations: { address: bigint; size: number; owned: boolean }[] = [];
 
   constructor(
     private readonly shim: NativeShim,
     buffers: readonly WireBuffer[],
     private readonly maxBytes: number,
+    private readonly lane: MediaLane | undefined,
   ) {
-    this.regions = buffers.map((b) => ({ ptr: b.ptr, data: b.data }));
+    this.regions = buffers.map((b) => ({ ptr: b.ptr, length: b.lane === undefined ? b.data.length : Number(b.lane.length), data: b.data, lane: b.lane }));
   }
 
   /** Points `field` of `holder` at the broker's copy of the bytes the worker's pointer `ptr` names. */
@@ -35,7 +42,7 @@ export class RequestMemory {
     const entry = pointerField(typeName, field.name)!; // request_kinds vouched for every pointer of this kind
     const need = entry.size(holder);
     if (!Number.isSafeInteger(need) || need < 0 || need > this.maxBytes) throw refuse.oversizedBuffer(name, field.name, need, this.maxBytes);
-    const region = this.regions.find((r) => ptr >= r.ptr && ptr - r.ptr < BigInt(Math.max(r.data.length, 1)));
+    const region = this.regions.find((r) => ptr >= r.ptr && ptr - r.ptr < BigInt(Math.max(r.length, 1)));
     if (region === undefined) {
       if (need > 0) throw refuse.missingBuffer(name, field.name, ptr);
       // Nothing to read, but the library still builds a slice from it, which must not be null.
@@ -43,9 +50,9 @@ export class RequestMemory {
       return;
     }
     const offset = ptr - region.ptr;
-    const available = region.data.length - Number(offset);
+    const available = region.length - Number(offset);
     if (available < need) throw refuse.shortBuffer(name, field.name, ptr, need, available);
-    region.address ??= this.allocate(region.data);
+    region.address ??= region.lane === undefined ? this.allocate(region.data) : this.lend(name, region);
     const address = region.address + offset;
     setFieldValue(holder, field, address);
     if (entry.request === 'in-out') this.inOut.push({ ptr, address, size: need });
@@ -82,13 +89,22 @@ export class RequestMemory {
   }
 
   release(): void {
-    for (const { address } of this.allocations) this.shim.free(address);
+    for (const { address, owned } of this.allocations) if (owned) this.shim.free(address);
     this.allocations.length = 0;
+  }
+
+  /** The lane's own memory for a Buffer{ptr, lane}: nothing is copied. */
+  private lend(kind: string, region: Region): bigint {
+    if (this.lane === undefined) throw refuse.noLane(kind);
+    if (region.data.length > 0) throw refuse.laneAndData(kind, region.ptr);
+    const address = this.lane.resolve(region.lane!, kind);
+    this.allocations.push({ address, size: region.length, owned: false });
+    return address;
   }
 
   private allocate(bytes: Uint8Array): bigint {
     const address = this.shim.allocCopy(bytes);
-    this.allocations.push({ address, size: bytes.length });
+    this.allocations.push({ address, size: bytes.length, owned: true });
     return address;
   }
 }

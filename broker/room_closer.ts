@@ -26,6 +26,8 @@ interface Ending {
 
 export class RoomCloser implements EventReceiver {
   readonly id = 'broker:room-closer';
+  // Its events (disconnect callbacks) carry no frames.
+  readonly lane = undefined;
   private readonly endings = new Map<bigint, Ending>();
 
   constructor(

@@ -17,6 +17,7 @@ import {
   type ClientMessage,
   type Event as WireEvent,
   type Hello,
+  type MediaLane as WireLane,
   type Notice,
   type Response,
   type ServerMessage,
@@ -25,6 +26,7 @@ import {
 import type { EventMeta, EventReceiver } from './event_router.js';
 import type { Metrics } from './metrics.js';
 import { eventWithOldParticipantInfo } from './participant_info_v1.js';
+import type { MediaLane } from './media_lane.js';
 import type { BridgeName } from './sdk_bridges.js';
 
 export type SessionCall = ServerDuplexStream<ClientMessage, ServerMessage>;
@@ -45,6 +47,17 @@ const IN_FLIGHT_BYTES = 512 * 1024;
 const REPLAY_BYTES = 2 * 1024 * 1024;
 const MAX_EVENTS_PER_BATCH = 512;
 const ENVELOPE_BYTES = 24;
+
+// What a Buffer holds for the session: its bytes in the lane count too, so that a worker that stops
+// reading is shed at --session-buffer whether its frames wait inline or in the lane's ring.
+const bufferBytes = (b: WireBuffer): number => ENVELOPE_BYTES + b.data.length + (b.lane === undefined ? 0 : Number(b.lane.length));
+
+// A message on its way to the transport; `queued`: its bytes count in queuedBytes until written.
+interface Outgoing {
+  message: ServerMessage['message'];
+  bytes: number;
+  queued: boolean;
+}
 
 type Item =
   | { kind: 'event'; event: WireEvent; bytes: number; meta: EventMeta; dropped: boolean }
@@ -74,10 +87,18 @@ export class Session implements EventReceiver {
   private firstDroppedSeq = 0n;
   private closed = false;
   private tokens = Number.POSITIVE_INFINITY;
+  // While > 0 (a ClientBatch being handled) nothing is written, so its answers leave together.
+  private corked = 0;
+  // Hello.accepts_batches: what is ready at once may leave as one ServerBatch.
+  private readonly acceptsBatches: boolean;
   private tokensAt = performance.now();
   droppedEvents = 0n;
   // Bridge participant-info-v1: every event this session is sent goes through here (sdk_bridges.ts).
   private readonly oldParticipantInfo: boolean;
+  /** Its media lane, when its Hello asked for one and it was granted; closed when the session is released. */
+  lane: MediaLane | undefined;
+  /** Welcome.lane: the granted lane, or why none was (unset when none was asked for). */
+  laneWelcome: WireLane | undefined;
   /** Set when what may not be dropped (responses, notices, non-media events) passed the hard cap: the broker then fails the session. */
   overflowed = false;
 
@@ -97,6 +118,7 @@ export class Session implements EventReceiver {
     this.sdkVersion = hello.sdkVersion;
     this.log = parentLog.child({ session: this.id, client: hello.clientName, clientPid: hello.pid });
     this.oldParticipantInfo = bridges.has('participant-info-v1');
+    this.acceptsBatches = hello.acceptsBatches;
   }
 
   get connected(): boolean {
@@ -138,7 +160,7 @@ export class Session implements EventReceiver {
 
   respond(response: Response): void {
     let bytes = ENVELOPE_BYTES + response.ffiResponse.length;
-    for (const b of response.buffers) bytes += b.data.length + ENVELOPE_BYTES;
+    for (const b of response.buffers) bytes += bufferBytes(b);
     this.push({ kind: 'message', message: { case: 'response', value: response }, bytes });
     this.pump();
   }
@@ -152,13 +174,22 @@ export class Session implements EventReceiver {
   enqueueEvent(ffiEvent: Uint8Array, buffers: WireBuffer[], meta: EventMeta): void {
     if (this.oldParticipantInfo) ffiEvent = eventWithOldParticipantInfo(ffiEvent);
     let bytes = ENVELOPE_BYTES + ffiEvent.length;
-    for (const b of buffers) bytes += b.data.length + ENVELOPE_BYTES;
+    for (const b of buffers) bytes += bufferBytes(b);
     this.push({ kind: 'event', event: create(EventSchema, { seq: ++this.seq, ffiEvent, buffers }), bytes, meta, dropped: false });
     if (this.queuedBytes + this.inFlightBytes > this.limits.bufferBytes) this.shed();
   }
 
   flushEvents(): void {
     this.pump();
+  }
+
+  /** Holds writes until uncork(): what a batch of requests is answered with leaves together. */
+  cork(): void {
+    this.corked++;
+  }
+
+  uncork(): void {
+    if (--this.corked === 0) this.pump();
   }
 
   /** The stream broke: keep queueing until attach() or close(). */
@@ -174,24 +205,27 @@ export class Session implements EventReceiver {
    */
   resume(call: SessionCall, welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken' | 'bridges'>, lastSeq: bigint): void {
     this.call = call;
-    this.write(call, this.welcomeMessage(welcome), 128, false);
+    // Alone: the first ServerMessage of a stream is its Welcome, never inside a batch.
+    this.send(call, [{ message: this.welcomeMessage(welcome), bytes: 128, queued: false }]);
+    const out: Outgoing[] = [];
     if (lastSeq > 0n) {
       const again = this.written.filter((w) => w.event.seq > lastSeq);
       const firstHeld = again[0]?.event.seq ?? this.firstQueuedSeq();
       if (firstHeld > lastSeq + 1n) {
         this.droppedEvents += firstHeld - lastSeq - 1n;
         this.metrics.eventsDropped.inc({ kind: 'any', reason: 'stream_broken' }, Number(firstHeld - lastSeq - 1n));
-        this.writeNotice(call, firstHeld - lastSeq - 1n, lastSeq + 1n, 'sent on the broken stream and no longer held by the broker');
+        out.push(this.droppedNotice(firstHeld - lastSeq - 1n, lastSeq + 1n, 'sent on the broken stream and no longer held by the broker'));
       }
       if (again.length > 0) {
-        this.write(call, { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events: again.map((w) => w.event) } }, again.reduce((a, w) => a + w.bytes, 0), false);
+        out.push({ message: { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events: again.map((w) => w.event) } }, bytes: again.reduce((a, w) => a + w.bytes, 0), queued: false });
       }
     }
+    this.send(call, out);
     this.pump();
   }
 
   private welcomeMessage(welcome: Omit<Welcome, '$typeName' | 'sessionId' | 'resumeToken' | 'bridges'>): ServerMessage['message'] {
-    return { case: 'welcome', value: create(WelcomeSchema, { ...welcome, sessionId: this.id, resumeToken: this.resumeToken, bridges: [...this.bridges] }) };
+    return { case: 'welcome', value: create(WelcomeSchema, { ...welcome, sessionId: this.id, resumeToken: this.resumeToken, bridges: [...this.bridges], lane: this.laneWelcome }) };
   }
 
   private firstQueuedSeq(): bigint {
@@ -214,6 +248,7 @@ export class Session implements EventReceiver {
   close(failure?: { code: number; details: string }): void {
     if (this.closed) return;
     this.closed = true;
+    this.lane?.close();
     const call = this.call;
     this.call = undefined;
     // grpc-js ends a server stream with the status of an emitted error.
@@ -236,6 +271,7 @@ export class Session implements EventReceiver {
       const item = this.queue[this.mediaScan++]!;
       if (item.kind !== 'event' || !item.meta.media || item.dropped) continue;
       item.dropped = true;
+      for (const b of item.event.buffers) if (b.lane !== undefined) this.lane?.forget(b.lane);
       this.metrics.eventsDropped.inc({ kind: item.meta.kind, reason: 'slow_reader' });
       this.queuedBytes -= item.bytes;
       if (this.droppedSinceNotice === 0n) this.firstDroppedSeq = item.event.seq;
@@ -247,18 +283,21 @@ export class Session implements EventReceiver {
 
   private pump(): void {
     const call = this.call;
-    if (call === undefined) return;
-    while (this.head < this.queue.length && this.inFlightBytes < IN_FLIGHT_BYTES) {
-      if (this.droppedSinceNotice > 0n) this.writeDropNotice(call);
+    if (call === undefined || this.corked > 0) return;
+    const out: Outgoing[] = [];
+    let pending = 0;
+    while (this.head < this.queue.length && this.inFlightBytes + pending < IN_FLIGHT_BYTES) {
+      if (this.droppedSinceNotice > 0n) out.push(this.dropNotice());
       const item = this.queue[this.head]!;
       if (item.kind === 'message') {
         this.head++;
-        this.write(call, item.message, item.bytes);
+        out.push({ message: item.message, bytes: item.bytes, queued: true });
+        pending += item.bytes;
         continue;
       }
       const events: WireEvent[] = [];
       let bytes = 0;
-      while (this.head < this.queue.length && events.length < MAX_EVENTS_PER_BATCH && this.inFlightBytes + bytes < IN_FLIGHT_BYTES) {
+      while (this.head < this.queue.length && events.length < MAX_EVENTS_PER_BATCH && this.inFlightBytes + pending + bytes < IN_FLIGHT_BYTES) {
         const next = this.queue[this.head]!;
         if (next.kind !== 'event') break;
         this.head++;
@@ -270,8 +309,10 @@ export class Session implements EventReceiver {
         this.remember(next.event, next.bytes);
       }
       if (events.length === 0) continue;
-      this.write(call, { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events } }, bytes);
+      out.push({ message: { case: 'events', value: { $typeName: 'livekit.ffi_broker.v1.EventBatch', events } }, bytes, queued: true });
+      pending += bytes;
     }
+    this.send(call, out);
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.mediaScan = Math.max(0, this.mediaScan - this.head);
@@ -288,22 +329,45 @@ export class Session implements EventReceiver {
     if (drop > 0) this.written = this.written.slice(drop);
   }
 
-  private writeDropNotice(call: SessionCall): void {
+  private dropNotice(): Outgoing {
     const dropped = this.droppedSinceNotice;
     this.droppedSinceNotice = 0n;
     this.log.warn({ dropped: Number(dropped), firstSeq: String(this.firstDroppedSeq) }, 'session is not reading fast enough: media frames dropped');
-    this.writeNotice(call, dropped, this.firstDroppedSeq, `over the session buffer of ${this.limits.bufferBytes} bytes: the worker is not reading fast enough`);
+    return this.droppedNotice(dropped, this.firstDroppedSeq, `over the session buffer of ${this.limits.bufferBytes} bytes: the worker is not reading fast enough`);
   }
 
-  private writeNotice(call: SessionCall, count: bigint, firstSeq: bigint, reason: string): void {
+  private droppedNotice(count: bigint, firstSeq: bigint, reason: string): Outgoing {
     const notice = create(NoticeSchema, { notice: { case: 'eventsDropped', value: { $typeName: 'livekit.ffi_broker.v1.EventsDropped', count, firstSeq, reason } } });
-    this.write(call, { case: 'notice', value: notice }, 64, false);
+    return { message: { case: 'notice', value: notice }, bytes: 64, queued: false };
   }
 
-  private write(call: SessionCall, message: ServerMessage['message'], bytes: number, queued = true): void {
+  /**
+   * Hands `out` to the transport: one ServerBatch when the client accepts batches and there is
+   * more than one message (one gRPC message, one HTTP/2 frame, instead of one each), else one
+   * write per message.
+   */
+  private send(call: SessionCall, out: Outgoing[]): void {
+    if (out.length === 0) return;
+    if (out.length === 1 || !this.acceptsBatches) {
+      for (const item of out) this.write(call, create(ServerMessageSchema, { message: item.message }), item.bytes, item.queued);
+      return;
+    }
+    let bytes = 0;
+    let queued = 0;
+    const messages: ServerMessage[] = [];
+    for (const item of out) {
+      messages.push(create(ServerMessageSchema, { message: item.message }));
+      bytes += item.bytes;
+      if (item.queued) queued += item.bytes;
+    }
+    this.queuedBytes -= queued;
+    this.write(call, create(ServerMessageSchema, { message: { case: 'batch', value: { $typeName: 'livekit.ffi_broker.v1.ServerBatch', messages } } }), bytes, false);
+  }
+
+  private write(call: SessionCall, message: ServerMessage, bytes: number, queued: boolean): void {
     if (queued) this.queuedBytes -= bytes;
     this.inFlightBytes += bytes;
-    call.write(create(ServerMessageSchema, { message }), () => {
+    call.write(message, () => {
       // A callback of a stream since detached belongs to the old transport's accounting.
       if (this.call !== call) return;
       this.inFlightBytes -= bytes;

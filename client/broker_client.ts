@@ -3,7 +3,7 @@
 // the broker never loads liblivekit_ffi (never import the @livekit/rtc-ffi-bindings package root).
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { create } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { FfiEvent, FfiRequest, FfiResponse } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import {
   BufferSchema,
@@ -12,12 +12,15 @@ import {
   Error_Code,
   HelloSchema,
   InfoRequestSchema,
+  LaneRequestSchema,
   PackageFileSchema,
   RequestSchema,
   type Buffer as ContractBuffer,
   type ClientMessage,
   type EventBatch,
   type InfoResponse,
+  type LaneRequest,
+  type MediaLane as WireLane,
   type Notice,
   type Response,
   type ServerMessage,
@@ -26,6 +29,8 @@ import {
 import { FfiBrokerService } from '../proto/service.js';
 import { DEFAULT_ADDRESS, parseAddress } from './address.js';
 import { BrokerError } from './broker_error.js';
+import { encodeClientBatch } from './client_batch.js';
+import { ClientLane, LANE_MIN_BYTES } from './media_lane.js';
 
 /** Env var naming the broker address when none is passed. */
 export const ADDRESS_ENV = 'LIVEKIT_FFI_BROKER';
@@ -79,6 +84,12 @@ export interface ConnectOptions {
    * Requests made meanwhile reject at once with UNAVAILABLE. Default: off (the client closes).
    */
   reconnect?: boolean | ReconnectOptions;
+  /**
+   * Ask for a shared-memory media lane (frames cross without gRPC; see ClientLane). Default: on
+   * for a unix: address, off for TCP (the broker must be on this host). Sizes in bytes, 0 or
+   * unset: the broker's default (1 MiB each); a 1080p I420 frame needs about 3 MiB.
+   */
+  mediaLane?: boolean | { toBrokerBytes?: number; toClientBytes?: number };
 }
 
 export interface ReconnectOptions {
@@ -138,7 +149,9 @@ export type BrokerClientEvents = {
   warning: [error: BrokerError];
 };
 
-type SessionCall = grpc.ClientDuplexStream<ClientMessage, ServerMessage>;
+// Written as messages, or as bytes already encoded (the batches of sendBatched).
+type SessionCall = grpc.ClientDuplexStream<ClientMessage | Uint8Array, ServerMessage>;
+const serializeClientMessage = (m: ClientMessage | Uint8Array): Buffer => (m instanceof Uint8Array ? Buffer.from(m.buffer, m.byteOffset, m.byteLength) : FfiBrokerService.session.requestSerialize(m));
 type State = 'connecting' | 'open' | 'resuming' | 'reconnecting' | 'closing' | 'closed';
 
 // A broker that is gone: nothing listens on its socket or port. Its sessions died with it, so a
@@ -156,16 +169,30 @@ function resolveAddress(address: string | undefined): string {
   return fromEnv !== undefined && fromEnv !== '' ? fromEnv : DEFAULT_ADDRESS;
 }
 
-function toContractBuffers(buffers: Iterable<readonly [bigint, Uint8Array]> | undefined): ContractBuffer[] {
+/** The request's memory as contract Buffers: in the lane where it has room, else inline; `slots` gets what the lane holds. */
+function toContractBuffers(buffers: Iterable<readonly [bigint, Uint8Array]> | undefined, lane: ClientLane | undefined, slots: ReturnType<ClientLane['place']>[]): ContractBuffer[] {
   const out: ContractBuffer[] = [];
   if (buffers === undefined) return out;
-  for (const [ptr, data] of buffers) out.push(create(BufferSchema, { ptr, data }));
+  for (const [ptr, data] of buffers) {
+    const placed = lane !== undefined && data.length >= LANE_MIN_BYTES ? lane.place(data) : undefined;
+    if (placed === undefined) {
+      out.push(create(BufferSchema, { ptr, data }));
+    } else {
+      slots.push(placed);
+      out.push(create(BufferSchema, { ptr, lane: placed.ref }));
+    }
+  }
   return out;
 }
 
-function toBufferMap(buffers: readonly ContractBuffer[]): Map<bigint, Uint8Array> {
+/** Buffers keyed by pointer; a lane reference is read out of the lane. */
+function toBufferMap(buffers: readonly ContractBuffer[], lane: ClientLane | undefined): Map<bigint, Uint8Array> {
   const map = new Map<bigint, Uint8Array>();
-  for (const b of buffers) map.set(b.ptr, b.data);
+  for (const b of buffers) {
+    if (b.lane === undefined) map.set(b.ptr, b.data);
+    else if (lane === undefined) throw new Error(`a Buffer refers to lane region ${b.lane.region}, and this client has no lane open`);
+    else map.set(b.ptr, lane.read(b.lane));
+  }
   return map;
 }
 
@@ -265,6 +292,14 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   private options: ConnectOptions = {};
   private resumedWaiters: Array<{ resolve(): void; reject(e: BrokerError): void }> = [];
   private lostReason: BrokerError | undefined;
+  // Encoded ClientMessages of this turn (client_batch.ts).
+  private outbox: Uint8Array[] = [];
+  private lane: ClientLane | undefined;
+  private laneState = 'not asked for';
+  // While a response's awaiter runs (yieldToAwaiters): the stream is paused, and the rest of a
+  // ServerBatch waits here, so that no message overtakes the response's continuation.
+  private yielding = false;
+  private deferred: ServerMessage[] = [];
 
   private constructor(
     private readonly grpcClient: grpc.Client,
@@ -276,11 +311,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
 
   /** Opens a Session call and listens to it; events of calls replaced since are ignored. */
   private openCall(): SessionCall {
-    const call = this.grpcClient.makeBidiStreamRequest(
-      FfiBrokerService.session.path,
-      FfiBrokerService.session.requestSerialize,
-      FfiBrokerService.session.responseDeserialize,
-    );
+    const call = this.grpcClient.makeBidiStreamRequest(FfiBrokerService.session.path, serializeClientMessage, FfiBrokerService.session.responseDeserialize);
     this.call = call;
     this.status = undefined;
     call.on('data', (message: ServerMessage) => call === this.call && this.onMessage(message));
@@ -349,6 +380,14 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   get bridges(): readonly string[] {
     return this.welcome?.bridges ?? [];
   }
+  /** "open" when media travel through the shared-memory lane, else why they travel inline. */
+  get mediaLane(): string {
+    return this.laneState;
+  }
+  /** How many buffers crossed in the lane so far (placed: of requests; read: of events); undefined without one. */
+  get mediaLaneCounters(): { placed: number; read: number } | undefined {
+    return this.lane === undefined ? undefined : { ...this.lane.counters };
+  }
   /** True when the broker took over the session named by the resume token, with its handles. */
   get resumed(): boolean {
     return this.welcome?.resumed ?? false;
@@ -375,11 +414,17 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     packageFiles: readonly PackageFileInit[] = [],
   ): Promise<RequestResult> {
     const ffiRequest = req instanceof Uint8Array ? req : req.toBinary();
-    const contractBuffers = toContractBuffers(buffers);
-    const reply = await this.exchange((requestId) => ({
-      case: 'request',
-      value: create(RequestSchema, { requestId, ffiRequest, buffers: contractBuffers, packageFiles: packageFiles.map((f) => create(PackageFileSchema, f)) }),
-    }));
+    const slots: ReturnType<ClientLane['place']>[] = [];
+    let reply: Response;
+    try {
+      reply = await this.exchange((requestId) => ({
+        case: 'request',
+        value: create(RequestSchema, { requestId, ffiRequest, buffers: toContractBuffers(buffers, this.lane, slots), packageFiles: packageFiles.map((f) => create(PackageFileSchema, f)) }),
+      }));
+    } finally {
+      // Answered or failed, the broker no longer reads what this request placed in the lane.
+      for (const placed of slots) this.lane?.free(placed!.slot);
+    }
     if (reply.error !== undefined) throw BrokerError.fromContract(reply.error);
     let response: FfiResponse;
     try {
@@ -389,7 +434,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         cause: err,
       });
     }
-    return { response, buffers: toBufferMap(reply.buffers) };
+    return { response, buffers: toBufferMap(reply.buffers, this.lane) };
   }
 
   /**
@@ -437,6 +482,32 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     return this.closed;
   }
 
+  private laneRequest(options: ConnectOptions): LaneRequest | undefined {
+    const asked = options.mediaLane ?? parseAddress(this.address).kind === 'unix';
+    if (asked === false) return undefined;
+    const sizes = asked === true ? {} : asked;
+    return create(LaneRequestSchema, { toBrokerBytes: BigInt(sizes.toBrokerBytes ?? 0), toClientBytes: BigInt(sizes.toClientBytes ?? 0) });
+  }
+
+  /** The lane of a Welcome: kept across a resume (the same regions), else opened anew. */
+  private openLane(granted: WireLane | undefined): void {
+    if (this.lane !== undefined && granted?.toBroker?.id === this.lane.granted.toBroker?.id) return;
+    this.lane?.close();
+    this.lane = undefined;
+    if (granted === undefined) {
+      this.laneState = 'not asked for';
+    } else if (granted.toBroker === undefined) {
+      this.laneState = `not granted: ${granted.unavailable}`;
+    } else {
+      try {
+        this.lane = new ClientLane(granted);
+        this.laneState = 'open';
+      } catch (err) {
+        this.laneState = `not opened: ${(err as Error).message}`;
+      }
+    }
+  }
+
   private handshake(options: ConnectOptions, timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.connectWaiter = { resolve, reject };
@@ -454,6 +525,8 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
           resumeToken: options.resumeToken ?? '',
           lastSeq: options.lastSeq ?? 0n,
           authToken: options.authToken ?? '',
+          acceptsBatches: true,
+          lane: this.laneRequest(options),
         }),
       });
     });
@@ -473,12 +546,30 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     const requestId = this.nextRequestId++;
     return new Promise<Response>((resolve, reject) => {
       this.pending.set(requestId, { resolve, reject });
-      this.send(build(requestId));
+      this.sendBatched(build(requestId));
     });
   }
 
   private send(message: ClientMessage['message']): void {
     this.call.write(create(ClientMessageSchema, { message }));
+  }
+
+  /**
+   * Requests and drops issued in one event-loop turn leave in one ClientMessage (a ClientBatch
+   * when there are several): one gRPC message and one wake-up of the broker instead of one each.
+   * setImmediate waits for no timer, only for the rest of the current turn.
+   */
+  private sendBatched(message: ClientMessage['message']): void {
+    this.outbox.push(toBinary(ClientMessageSchema, create(ClientMessageSchema, { message })));
+    if (this.outbox.length === 1) setImmediate(() => this.flushOutbox());
+  }
+
+  private flushOutbox(): void {
+    const messages = this.outbox;
+    this.outbox = [];
+    // A session that closed or broke meanwhile rejected these requests already.
+    if (messages.length === 0 || this.state !== 'open') return;
+    this.call.write(messages.length === 1 ? messages[0]! : encodeClientBatch(messages));
   }
 
   private onMessage(message: ServerMessage): void {
@@ -493,6 +584,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         return;
       }
       this.welcome = body.value;
+      this.openLane(body.value.lane);
       this.state = 'open';
       clearTimeout(this.connectTimer);
       this.connectWaiter?.resolve();
@@ -509,6 +601,9 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         break;
       case 'notice':
         if (this.state === 'open') this.emit('notice', body.value);
+        break;
+      case 'batch':
+        this.onBatch(body.value.messages);
         break;
       default:
         // A second Welcome, or a message kind newer than this client: nothing to do with it.
@@ -531,13 +626,41 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
    * microtask; setImmediate comes after them) lets `await request(); on('event', ...)` see them.
    */
   private yieldToAwaiters(): void {
-    if (this.call.isPaused()) return;
-    this.call.pause();
-    setImmediate(() => this.call.resume());
+    if (this.yielding) return;
+    this.yielding = true;
+    const call = this.call;
+    call.pause();
+    setImmediate(() => {
+      this.yielding = false;
+      const rest = this.deferred;
+      this.deferred = [];
+      if (call === this.call) this.onBatch(rest);
+      // A response in what was deferred yields again, and resumes the stream after its own turn.
+      if (!this.yielding) call.resume();
+    });
+  }
+
+  /** The messages of a ServerBatch, in order, as if each had come alone. */
+  private onBatch(messages: readonly ServerMessage[]): void {
+    for (const message of messages) {
+      if (this.yielding) this.deferred.push(message);
+      else this.onMessage(message);
+    }
   }
 
   private onEvents(batch: EventBatch): void {
     if (this.state !== 'open') return;
+    let release = 0n;
+    try {
+      this.deliver(batch, (r) => {
+        if (r > release) release = r;
+      });
+    } finally {
+      this.lane?.release(release);
+    }
+  }
+
+  private deliver(batch: EventBatch, read: (release: bigint) => void): void {
     for (const item of batch.events) {
       // A resumed session may send again what arrived just before the break.
       if (item.seq <= this.resumedAfter) continue;
@@ -554,7 +677,15 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
         continue;
       }
       this.lastSeq = item.seq;
-      const delivered: BrokerEvent = { seq: item.seq, event, buffers: toBufferMap(item.buffers) };
+      let buffers: Map<bigint, Uint8Array>;
+      try {
+        buffers = toBufferMap(item.buffers, this.lane);
+      } catch (err) {
+        this.emit('warning', new BrokerError(Error_Code.CODE_UNSPECIFIED, `event seq ${item.seq}: its memory could not be read: ${String(err)}`, { cause: err }));
+        buffers = new Map();
+      }
+      for (const b of item.buffers) if (b.lane !== undefined) read(b.lane.release);
+      const delivered: BrokerEvent = { seq: item.seq, event, buffers };
       this.emit('event', delivered);
       for (const queue of this.subscriptions) queue.push(delivered);
       // A listener may have closed the client.
@@ -693,6 +824,8 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     this.rejectPending(error ?? pendingError ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
     for (const w of this.resumedWaiters.splice(0)) w.reject(error ?? new BrokerError(Error_Code.UNAVAILABLE, 'session closed'));
     this.endSubscriptions(error);
+    this.lane?.close();
+    this.lane = undefined;
     // Not finished by the broker (timeout, protocol error): tear the call down ourselves.
     if (this.status === undefined) this.call.cancel();
     this.grpcClient.close();

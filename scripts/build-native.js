@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Builds the native callback queue (the product's only C) and, when present, the test fixture
-// stress library, with the machine's C compiler (CC, else cc).
+// Builds the product's C (the native callback queue, and the media lane's sealed shared memory)
+// and, when present, the test fixture stress library, with the machine's C compiler (CC, else cc).
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -13,6 +13,7 @@ const cc = process.env.CC || 'cc';
 
 const targets = [
   { src: 'broker/native/callback_queue.c', lib: 'liblkq_callback_queue.so', libs: [] },
+  { src: 'broker/native/media_lane.c', lib: 'liblkb_media_lane.so', libs: [] },
   { src: 'test/fixtures/stress_ffi.c', lib: 'libstress_ffi.so', libs: ['-lpthread'], optional: true },
 ];
 

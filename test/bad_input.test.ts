@@ -20,13 +20,12 @@ import {
 import { DisposeRequest, FfiRequest } from '@livekit/rtc-ffi-bindings/proto/ffi_pb.js';
 import { PublishDataRequest } from '@livekit/rtc-ffi-bindings/proto/room_pb.js';
 import { CreateAudioTrackRequest } from '@livekit/rtc-ffi-bindings/proto/track_pb.js';
-import { parseAddress } from '../client/address.js';
 import { BrokerClient } from '../client/broker_client.js';
 import { BrokerError } from '../client/broker_error.js';
 import { audioBuffer, dataBuffer } from '../client/media.js';
-import { ClientMessageSchema, Error_Code, HelloSchema, RequestSchema, type ClientMessage, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
-import { FfiBrokerService } from '../proto/service.js';
-import { WORKERS, spawnWorker, startBroker, waitFor, watchProgress, withTimeout, type BrokerProcess, type Progress, type WorkerProcess } from './helpers/processes.js';
+import { Error_Code, RequestSchema } from '../proto/gen/ffi_broker_pb.js';
+import { rawSession } from './helpers/raw_session.js';
+import { WORKERS, spawnWorker, startBroker, waitFor, watchProgress, type BrokerProcess, type Progress, type WorkerProcess } from './helpers/processes.js';
 import { expectRefusal, ffi } from './helpers/assertions.js';
 
 const AUDIO_WORKER = path.join(WORKERS, 'audio_worker.js');
@@ -58,37 +57,6 @@ async function assertServes(client: BrokerClient): Promise<void> {
 
 async function ownedBySession(broker: BrokerProcess, sessionId: string): Promise<bigint | undefined> {
   return (await broker.info()).sessions.find((s) => s.sessionId === sessionId)?.ownedHandles;
-}
-
-/** A Session stream without BrokerClient's rules, so messages can be sent out of order. */
-function rawSession(address: string) {
-  const grpcClient = new grpc.Client(parseAddress(address).target, grpc.credentials.createInsecure());
-  const call: grpc.ClientDuplexStream<ClientMessage, ServerMessage> = grpcClient.makeBidiStreamRequest(
-    FfiBrokerService.session.path,
-    FfiBrokerService.session.requestSerialize,
-    FfiBrokerService.session.responseDeserialize,
-  );
-  const received: ServerMessage[] = [];
-  call.on('data', (message: ServerMessage) => received.push(message));
-  call.on('error', () => {}); // reported again as 'status'
-  const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
-  const send = (message: ClientMessage['message']) => call.write(create(ClientMessageSchema, { message }));
-  return {
-    received,
-    send,
-    hello: (clientName = 'raw') => send({ case: 'hello', value: create(HelloSchema, { clientName, pid: process.pid }) }),
-    /** The status the broker ended the stream with. */
-    status: (timeoutMs = 10000) => withTimeout(status, timeoutMs, `the broker did not end the stream within ${timeoutMs} ms`),
-    welcome: async () => {
-      await waitFor(() => received.some((m) => m.message.case === 'welcome'), 5000, 'Welcome');
-      const welcome = received.find((m) => m.message.case === 'welcome')!.message;
-      return welcome.case === 'welcome' ? welcome.value : assert.fail('no Welcome');
-    },
-    close: () => {
-      call.cancel();
-      grpcClient.close();
-    },
-  };
 }
 
 describe('bad input: a clear error for the sender, nothing for anyone else', () => {
@@ -326,7 +294,8 @@ describe('bad input: a clear error for the sender, nothing for anyone else', () 
     let victim: BrokerClient | undefined;
     let next: BrokerClient | undefined;
     try {
-      victim = await BrokerClient.connect(small.address, { clientName: 'oversized' });
+      // Inline bytes: a lane would carry them beside the message (and the 64 KiB limit still bounds the frame).
+      victim = await BrokerClient.connect(small.address, { clientName: 'oversized', mediaLane: false });
       const source = await newSource(victim); // a handle, to see it released with the session
       const [ptr, bytes] = audioBuffer(new Int16Array(51200)); // 100 KiB
       let err: unknown;

@@ -26,6 +26,7 @@ import {
   InfoResponseSchema,
   NoticeSchema,
   ResponseSchema,
+  ServerBatchSchema,
   ServerMessageSchema,
   ShuttingDownSchema,
   WelcomeSchema,
@@ -37,6 +38,7 @@ import {
   type ServerMessage,
 } from '../proto/gen/ffi_broker_pb.js';
 import { FfiBrokerService } from '../proto/service.js';
+import { waitFor } from './helpers/processes.js';
 import {
   BrokerClient,
   BrokerError,
@@ -156,9 +158,13 @@ function frameOf(ev: BrokerEvent): { seq: bigint; samples: number[] } {
 }
 
 /** Request messages as the fake sees them; Hello goes to the script. */
-function onRequests(call: ServerCall, handler: (msg: ClientMessage) => void): void {
+/** Each request or drop, batches unpacked; `shapes` gets how many each ClientMessage held. */
+function onRequests(call: ServerCall, handler: (msg: ClientMessage) => void, shapes: number[] = []): void {
   call.on('data', (msg: ClientMessage) => {
-    if (msg.message.case !== 'hello') handler(msg);
+    if (msg.message.case === 'hello') return;
+    const inner = msg.message.case === 'batch' ? msg.message.value.messages : [msg];
+    shapes.push(inner.length);
+    for (const m of inner) handler(m);
   });
 }
 
@@ -342,6 +348,51 @@ test('a Response error rejects with BrokerError carrying the code; the session g
   });
   const ok = await client.request(captureRequest(1n, 0n, 0));
   assert.equal((ok.response.message.value as CaptureAudioFrameResponse).asyncId, 5n);
+  await client.close();
+  await fake.stop();
+});
+
+test('requests of one event-loop turn leave in one ClientBatch; a ServerBatch is handled in order, each awaiter before the next message', { timeout: 10_000 }, async () => {
+  const shapes: number[] = [];
+  const seen: Request[] = [];
+  let server: ServerCall | undefined;
+  let hello: Hello | undefined;
+  const fake = await startFake((call, h) => {
+    server = call;
+    hello = h;
+    welcome(call);
+    onRequests(call, (msg) => seen.push(msg.message.value as Request), shapes);
+  });
+  const client = await BrokerClient.connect(fake.address);
+  assert.equal(hello?.acceptsBatches, true, 'Hello.accepts_batches');
+  const samples = ramp(4, 0);
+  const [ptr, bytes] = audioBuffer(samples);
+  const turn = [1n, 2n, 3n].map((h) => client.request(captureRequest(h, ptr, samples.length), [[ptr, bytes]]));
+  // The bytes are taken when request() is called, as the library would take them, not when the batch leaves.
+  const sent = Uint8Array.from(bytes);
+  bytes.fill(0x55);
+  await waitFor(() => seen.length === 3, 5000, 'three requests');
+  for (const r of seen) assert.deepEqual(Uint8Array.from(r.buffers[0]!.data), sent, 'the bytes as they were at request()');
+  const alone = client.request(captureRequest(4n, ptr, samples.length), [[ptr, bytes]]);
+  await waitFor(() => seen.length === 4, 5000, 'the fourth request');
+  assert.deepEqual(shapes, [3, 1], "three requests of one turn in one ClientBatch, the next turn's alone");
+  assert.deepEqual(seen.map((r) => r.requestId), [1n, 2n, 3n, 4n]);
+
+  // One ServerBatch: response 1, an event, response 2..4. The code awaiting response 1 must run
+  // before the event after it is emitted (as when they come one by one).
+  const order: string[] = [];
+  client.on('event', (ev) => order.push(`event ${ev.seq}`));
+  const awaited = [...turn, alone].map((p, i) => p.then(() => order.push(`awaiter ${i + 1}`)));
+  const responses = seen.map((r) =>
+    create(ServerMessageSchema, { message: { case: 'response', value: create(ResponseSchema, { requestId: r.requestId, ffiResponse: captureResponse(r.requestId * 10n) }) } }),
+  );
+  const event = frameEvent(1n, ramp(2, 7));
+  const events = create(ServerMessageSchema, {
+    message: { case: 'events', value: create(EventBatchSchema, { events: [create(EventSchema, { seq: event.seq, ffiEvent: event.ffiEvent, buffers: event.buffers.map(([p, data]) => create(BufferSchema, { ptr: p, data })) })] }) },
+  });
+  server!.write(create(ServerMessageSchema, { message: { case: 'batch', value: create(ServerBatchSchema, { messages: [responses[0]!, events, ...responses.slice(1)] }) } }));
+  await Promise.all(awaited);
+  assert.deepEqual(order, ['awaiter 1', 'event 1', 'awaiter 2', 'awaiter 3', 'awaiter 4']);
   await client.close();
   await fake.stop();
 });

@@ -376,7 +376,7 @@ test('the runtime layout from a fresh npm install tree without devDependencies: 
     rebuildRuntimeLayout(root);
     const app = path.join(root, workdir(runtime));
     const read = packageFilesRead();
-    for (const expected of ['package.json', 'proto/ffi_broker.proto', 'proto/pointer_fields.json', 'proto/package_file_fields.json', 'build/native/liblkq_callback_queue.so']) {
+    for (const expected of ['package.json', 'proto/ffi_broker.proto', 'proto/pointer_fields.json', 'proto/package_file_fields.json', 'build/native/liblkq_callback_queue.so', 'build/native/liblkb_media_lane.so']) {
       assert.ok(read.includes(expected), `the source scan finds ${expected} (found ${read.join(', ')})`);
     }
     for (const file of read) assert.ok(fs.existsSync(path.join(app, file)), `the broker reads ${file}; the runtime stage does not COPY it`);

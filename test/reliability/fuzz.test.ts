@@ -344,7 +344,7 @@ test('the last check before the library stops a pointer that is not the broker\'
   const shim = new NativeShim();
   const [ptr, bytes] = audioBuffer(new Int16Array(480));
   const request = ffi({ case: 'captureAudioFrame', value: new CaptureAudioFrameRequest({ sourceHandle: 1n, buffer: new AudioFrameBufferInfo({ dataPtr: ptr, numChannels: 1, sampleRate: 48000, samplesPerChannel: 480 }) }) });
-  const memory = new RequestMemory(shim, [{ ptr, data: bytes } as never], 1 << 20);
+  const memory = new RequestMemory(shim, [{ ptr, data: bytes } as never], 1 << 20, undefined);
   try {
     walk((request.message.value as unknown as SchemaMessage), { pointer: (holder, field, value) => memory.bind(holder, field as never, value) });
     const info = (request.message.value as CaptureAudioFrameRequest).buffer!;

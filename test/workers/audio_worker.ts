@@ -141,6 +141,7 @@ async function main(): Promise<void> {
       sessionId: sessions[0]!.client.sessionId,
       sessionIds: sessions.map((s) => s.client.sessionId),
       handles: states.flatMap((s) => [s.source, s.track, s.stream]),
+      mediaLane: sessions[0]!.client.mediaLane,
     },
   });
   await startSignal;
@@ -191,6 +192,9 @@ async function main(): Promise<void> {
       foreignEvents: total('foreignEvents'),
       logsEvents: total('logsEvents'),
       eventsDropped: total('eventsDropped'),
+      // Buffers that crossed in the media lane (none without one).
+      lanePlaced: sessions.reduce((a, s) => a + (s.client.mediaLaneCounters?.placed ?? 0), 0),
+      laneRead: sessions.reduce((a, s) => a + (s.client.mediaLaneCounters?.read ?? 0), 0),
     },
   });
   await Promise.all(sessions.map((s) => s.client.close()));
