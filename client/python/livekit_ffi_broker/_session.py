@@ -123,10 +123,6 @@ def _pb():
 
 RESUMABLE = frozenset({"UNAVAILABLE", "CANCELLED", "INTERNAL"})
 
-# Whether a drain of the send queue travels as one ClientMessage.batch. Off until the broker on
-# main handles ClientMessage.batch (#13: brokers before it end a session that sends one).
-SEND_BATCHES = False
-
 
 def _drop_message(handle: int, request_id: int = 0) -> bytes:
     message = _pb().ClientMessage()
@@ -238,9 +234,6 @@ class _Stream:
             yield from self._drained(drained)
 
     def _drained(self, messages: list[bytes]):
-        if not SEND_BATCHES:
-            yield from messages
-            return
         for message, count in _wire.batches(messages):
             if count > 1:
                 self.session.batched += count

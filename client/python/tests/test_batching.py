@@ -2,13 +2,9 @@
 broker handles them in order: every stream's samples come back in order and complete."""
 from __future__ import annotations
 
-import pytest
-
 from conftest import run_scenario
-from livekit_ffi_broker import _session
 
 
-@pytest.mark.skipif(not _session.SEND_BATCHES, reason="the broker on main does not handle ClientMessage.batch yet (#13)")
 def test_requests_of_one_drain_travel_in_a_batch(broker):
     out = run_scenario("batching.py", address=broker.address)
     assert out["batched"] > 0, out
