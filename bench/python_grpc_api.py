@@ -29,10 +29,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "client" / "pyth
 from livekit_ffi_broker._gen import ffi_broker_pb2 as pb  # noqa: E402
 from livekit.rtc._proto import ffi_pb2  # noqa: E402
 
-from python_workers import start_broker  # noqa: E402
 
+REPO = Path(__file__).resolve().parent.parent
 METHOD = "/livekit.ffi_broker.v1.FfiBroker/Session"
 BURST = 200
+
+
+def start_broker(sock: str) -> subprocess.Popen:
+    broker = subprocess.Popen(
+        ["node", str(REPO / "dist" / "broker" / "cli.js"), "serve", "--listen", f"unix://{sock}", "--log-level", "info"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(REPO),
+    )
+    assert broker.stdout is not None
+    for line in broker.stdout:
+        if '"msg":"listening"' in line:
+            # Keep reading its log, so that the broker never blocks on a full pipe.
+            threading.Thread(target=broker.stdout.read, daemon=True).start()
+            return broker
+    raise SystemExit(f"the broker exited before listening ({broker.wait()})")
 
 
 def resampler_request() -> bytes:
@@ -77,10 +94,13 @@ class SyncClient:
         self.welcomed = threading.Event()
 
         def read() -> None:
-            for message in call:
-                if message.WhichOneof("message") == "welcome":
-                    self.welcomed.set()
-                answers.on_message(message)
+            try:
+                for message in call:
+                    if message.WhichOneof("message") == "welcome":
+                        self.welcomed.set()
+                    answers.on_message(message)
+            except grpc.RpcError:
+                pass  # cancelled by close()
 
         threading.Thread(target=read, daemon=True).start()
         self.welcomed.wait(10)
@@ -113,14 +133,20 @@ class AioClient:
         self.loop.create_task(self._read())
 
     async def _write(self) -> None:
-        while True:
-            await self.call.write(await self.outgoing.get())
+        try:
+            while True:
+                await self.call.write(await self.outgoing.get())
+        except asyncio.InvalidStateError:
+            pass  # the call ended: close()
 
     async def _read(self) -> None:
-        async for message in self.call:
-            if message.WhichOneof("message") == "welcome":
-                self.welcomed.set()
-            self.answers.on_message(message)
+        try:
+            async for message in self.call:
+                if message.WhichOneof("message") == "welcome":
+                    self.welcomed.set()
+                self.answers.on_message(message)
+        except grpc.RpcError:
+            pass  # cancelled by close()
 
     def send(self, message) -> None:
         self.loop.call_soon_threadsafe(self.outgoing.put_nowait, message)
