@@ -5,7 +5,8 @@ allows.
 Sending: the SDK's FfiRequest is serialized once (by the caller) and a ClientMessage is one join of
 its pieces: the request's memory (a capture's samples) is copied once, straight from the SDK's
 buffer into the message gRPC writes. With upb (string_at, the field's copy, its serialization)
-that was three copies. A drain of the send queue goes out as one ClientMessage (a batch).
+that was three copies. A drain of the send queue goes out as one ClientMessage (a batch: one
+copy more of what it holds, so a message from BATCH_ALONE_BYTES on travels alone).
 
 Receiving: a ServerMessage is read down to its Responses and Events; each FfiEvent/FfiResponse is
 parsed once (by the caller, with the SDK's class) and a Buffer's bytes stay where gRPC put them:
