@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Any, Callable, Iterable, Optional
 
 from ._errors import INVALID_REQUEST, RESOURCE_EXHAUSTED, BrokerError
+from ._lane import LaneHold
 from ._wire import WireBuffer
 
 logger = logging.getLogger("livekit_ffi_broker")
@@ -322,6 +323,13 @@ def write_back(in_out: list[tuple[int, int]], buffers: Iterable[WireBuffer]) -> 
 # Responses and events
 
 
+def _done(memories: Iterable[Any]) -> None:
+    """Memories no longer needed: a lane slot among them goes back to the broker."""
+    for memory in memories:
+        if isinstance(memory, LaneHold):
+            memory.done()
+
+
 class _Cluster:
     """Received Buffers close enough to be one block on the SDK side."""
 
@@ -342,12 +350,14 @@ class _Cluster:
         if self.memory is None:
             if len(self.pieces) == 1 and self.pieces[0].size > 0:
                 piece = self.pieces[0]
-                self.memory, self.address = piece.raw, piece.address()
+                self.memory, self.address = piece.keeper, piece.address()
                 return self.address
             memory = bytearray(max(self.end - self.start, 1))  # an empty region still gets an address
             for piece in self.pieces:
                 offset = piece.ptr - self.start
                 memory[offset : offset + piece.size] = piece.data
+                if piece.hold is not None:
+                    piece.hold.done()  # copied out of the lane
             self.memory = memory
             self.address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
         return self.address
@@ -394,6 +404,16 @@ class OutputMemory:
                 on_owned_handle(handle, holder)
 
         walk(self.planner, body, refs.append, on_handle)
+        try:
+            self._keep(clusters, refs, memory_handles, loose_key)
+        finally:
+            # A lane slot that no pointer kept is the broker's again at once.
+            for cluster in clusters:
+                for piece in cluster.pieces:
+                    if piece.hold is not None and cluster.memory is not piece.hold:
+                        piece.hold.done()
+
+    def _keep(self, clusters: list["_Cluster"], refs: list[PointerRef], memory_handles: set[int], loose_key: Any) -> None:
         if not refs and not memory_handles:
             return
         owners: dict[Any, list[_Cluster]] = {}
@@ -425,6 +445,7 @@ class OutputMemory:
                     self._handle_bytes[key] = self._handle_bytes.get(key, 0) + size
                     self._held_bytes += size
                 else:
+                    _done(self._loose.get(key, ()))
                     self._loose[key] = memories
             if self._held_bytes >= self._warn_at:
                 logger.warning(
@@ -471,10 +492,11 @@ class OutputMemory:
     def release(self, handle: int) -> bool:
         """Free what ``handle`` keeps alive; True if it was a memory handle (nothing to tell the broker)."""
         with self._lock:
-            self._loose.pop(("handle", handle), None)
+            _done(self._loose.pop(("handle", handle), ()))
             memories = self._by_handle.pop(handle, None)
             if memories is None:
                 return False
+            _done(memories)
             self._held_bytes -= self._handle_bytes.pop(handle, 0)
             if self._held_bytes < self._warn_at // 2 and self._warn_at > self.WARN_BYTES:
                 self._warn_at = max(self.WARN_BYTES, self._warn_at // 2)

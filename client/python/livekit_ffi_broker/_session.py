@@ -28,6 +28,7 @@ from . import _errors, _wire
 from ._address import grpc_target
 from ._capture_window import Capture, CaptureWindows
 from ._errors import BrokerError, BrokerUnavailable
+from ._lane import MIN_BYTES as LANE_MIN_BYTES, Lane, LanePlacement
 from ._memory import OutputMemory, Planner, PointerTable, RequestMemory, collect_request, write_back
 from ._package_files import describe as describe_package_files
 from ._pipelining import Pipelining
@@ -64,6 +65,8 @@ RECONNECT_BACKOFF_MAX_S = max(RECONNECT_BACKOFF_FIRST_S, _env_float("LIVEKIT_FFI
 # every session it held, so resuming is pointless.
 UNREACHABLE_MARKERS = ("Connection refused", "No such file or directory", "ECONNREFUSED", "ENOENT")
 AUTH_TOKEN_ENV = "LIVEKIT_FFI_BROKER_AUTH_TOKEN"
+# LIVEKIT_FFI_BROKER_MEDIA_LANE=off: media travel inline even on a Unix socket.
+LANE_ENABLED = os.environ.get("LIVEKIT_FFI_BROKER_MEDIA_LANE", "on").strip().lower() not in ("0", "off", "false", "no")
 AUTH_TOKEN_FILE_ENV = "LIVEKIT_FFI_BROKER_AUTH_TOKEN_FILE"
 
 
@@ -166,7 +169,7 @@ PIPELINED_ID_BASE = 1 << 61
 
 
 class _Waiter:
-    __slots__ = ("event", "memory", "response", "error", "callback", "resend")
+    __slots__ = ("event", "memory", "response", "error", "callback", "resend", "placements")
 
     def __init__(
         self,
@@ -181,8 +184,12 @@ class _Waiter:
         self.callback = callback
         # a DropHandles with request_id: sent again on the new stream when the session resumes
         self.resend: Any = None
+        # what the request placed in the media lane: the broker is done with it once answered
+        self.placements: list[LanePlacement] = []
 
     def resolve(self) -> None:
+        for placement in self.placements:
+            Lane.free(placement)
         if self.callback is not None:
             try:
                 self.callback(self.error)
@@ -280,6 +287,8 @@ class _Session:
         # messages sent while resuming: written to the new stream once resumed
         self.backlog: list[Any] = []
         self.token = auth_token()
+        # The media lane of Welcome.lane, once open (_lane.py); the same across resumes.
+        self.lane: Optional[Lane] = None
         self.stream = _Stream(self, self._hello())
         self.reader = threading.Thread(
             target=self._run, name=f"livekit-ffi-broker-reader-{self.pid}", daemon=True
@@ -298,6 +307,8 @@ class _Session:
             resume_token=resume_token,
             last_seq=last_seq,
             accepts_batches=True,
+            # The lane's regions are opened by path: only a worker on the broker's host can.
+            lane=pb.LaneRequest() if self.address.strip().startswith("unix:") and LANE_ENABLED else None,
         )
 
     @property
@@ -436,10 +447,23 @@ class _Session:
             pb.PackageFile(path=path, distribution=dist, version=version, file=file).SerializeToString()
             for path, dist, version, file in package_files
         ]
-        message = _wire.request(request_id, ffi_request, memory.buffers, files)
+        buffers = memory.buffers
+        lane = self.lane
+        if lane is not None and buffers:
+            buffers = [self._placed(waiter, lane, ptr, data) if len(data) >= LANE_MIN_BYTES else (ptr, data) for ptr, data in buffers]
+        message = _wire.request(request_id, ffi_request, buffers, files)
         if send:
             self.send(message)
         return waiter, message
+
+    @staticmethod
+    def _placed(waiter: _Waiter, lane: Lane, ptr: int, data: Any) -> tuple[int, Any]:
+        """(ptr, LanePlacement) when the lane has room for ``data``, else as they are."""
+        placement = lane.place(data)
+        if placement is None:
+            return ptr, data
+        waiter.placements.append(placement)
+        return ptr, placement
 
     def forget(self, request_id: int) -> None:
         with self.lock:
@@ -465,6 +489,8 @@ class _Session:
             error = BrokerUnavailable(f"session with the broker at {self.address} failed: {err!r}")
         finally:
             self.fail(error or BrokerUnavailable(f"session ended by the broker at {self.address}"))
+            if self.lane is not None:
+                self.lane.close()
             self.ended.set()
             self.stream.end()
 
@@ -625,12 +651,24 @@ class _Session:
             if which != "welcome":
                 raise BrokerError(_errors.UNAVAILABLE, f"the broker sent {which} before Welcome")
             self.welcome = message.welcome
+            self._open_lane(message.welcome)
             with self.lock:
                 if self.state == "connecting":
                     self.state = "open"
             self.welcomed.set()
             return
         _wire.read_server_message(raw, self, pb)
+
+    def _open_lane(self, welcome: Any) -> None:
+        if not welcome.HasField("lane"):
+            return
+        if not welcome.lane.HasField("to_broker"):
+            logger.info("livekit-ffi-broker: no media lane (%s); media travel inline", welcome.lane.unavailable)
+            return
+        try:
+            self.lane = Lane(welcome.lane)
+        except (OSError, ValueError) as err:
+            logger.info("livekit-ffi-broker: the broker's media lane could not be opened (%s); media travel inline", err)
 
     def on_welcome(self, welcome: Any) -> None:
         logger.warning("livekit-ffi-broker: a second Welcome from the broker ignored (session %s)", welcome.session_id)
@@ -666,9 +704,17 @@ class _Session:
                 logger.debug("event seq %d after %d", seq, self.last_seq)
             self.last_seq = seq
             try:
+                for buffer in buffers:
+                    if buffer.lane is not None:
+                        if self.lane is None:
+                            raise ValueError("an event refers to the media lane, and this session has none open")
+                        buffer.hold = self.lane.hold(*buffer.lane)
                 self.connection.take_event(self, ffi_event, buffers)
             except Exception:  # noqa: BLE001 - one bad event must not end the session
                 logger.exception("livekit-ffi-broker: could not deliver event seq %d", seq)
+                for buffer in buffers:
+                    if buffer.hold is not None:
+                        buffer.hold.done()
 
     def on_notice(self, notice: Any) -> None:
         which = notice.WhichOneof("notice")

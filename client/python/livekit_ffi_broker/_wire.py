@@ -18,6 +18,8 @@ from __future__ import annotations
 import ctypes
 from typing import Any, Iterable, Iterator, Optional, Protocol
 
+from ._lane import LaneHold, LanePlacement
+
 # Field keys ((number << 3) | wire type) of the contract (proto/ffi_broker.proto).
 _REQUEST = b"\x12"  # ClientMessage.request
 _BATCH = b"\x22"  # ClientMessage.batch
@@ -28,6 +30,10 @@ _BUFFERS = b"\x1a"  # Request.buffers
 _PACKAGE_FILES = b"\x22"  # Request.package_files
 _PTR = b"\x08"  # Buffer.ptr
 _DATA = b"\x12"  # Buffer.data
+_LANE = b"\x1a"  # Buffer.lane
+_LANE_REGION = b"\x08"  # LaneRef.region
+_LANE_OFFSET = b"\x10"  # LaneRef.offset
+_LANE_LENGTH = b"\x18"  # LaneRef.length
 
 # A message this large goes alone: batching saves a per-message cost that is nothing beside its
 # bytes, and joining it into a batch would copy them once more.
@@ -50,10 +56,15 @@ def varint(value: int) -> bytes:
 def request(request_id: int, ffi_request: bytes, buffers: Iterable[tuple[int, Any]], package_files: Iterable[bytes] = ()) -> bytes:
     """ClientMessage{request: Request{request_id, ffi_request, buffers, package_files}}.
 
-    ``buffers``: (ptr, bytes-like) whose bytes are copied here, once; ``package_files``: each a
-    serialized PackageFile."""
+    ``buffers``: (ptr, bytes-like) whose bytes are copied here, once, or (ptr, LanePlacement) sent
+    as a reference into the media lane; ``package_files``: each a serialized PackageFile."""
     pieces: list[Any] = [_REQUEST_ID, varint(request_id), _FFI_REQUEST, varint(len(ffi_request)), ffi_request]
     for ptr, data in buffers:
+        if isinstance(data, LanePlacement):
+            ref = _LANE_REGION + varint(data.region) + _LANE_OFFSET + varint(data.offset) + _LANE_LENGTH + varint(data.length)
+            buffer = _PTR + varint(ptr) + _LANE + varint(len(ref)) + ref
+            pieces += (_BUFFERS, varint(len(buffer)), buffer)
+            continue
         head = _PTR + varint(ptr) + _DATA + varint(len(data))
         pieces += (_BUFFERS, varint(len(head) + len(data)), head, data)
     for package_file in package_files:
@@ -100,26 +111,39 @@ def request_id(message: bytes) -> tuple[bool, int]:
 
 
 class WireBuffer:
-    """A received Buffer: its bytes are raw[start:stop], in the message as gRPC delivered it."""
+    """A received Buffer: its bytes are raw[start:stop], in the message as gRPC delivered it, or,
+    with ``lane`` (region, offset, length, release), in the media lane: once the session resolved
+    it, ``hold`` is its slot there (and what keeps it)."""
 
-    __slots__ = ("ptr", "raw", "start", "stop")
+    __slots__ = ("ptr", "raw", "start", "stop", "lane", "hold")
 
-    def __init__(self, ptr: int, raw: bytes, start: int = 0, stop: Optional[int] = None) -> None:
+    def __init__(self, ptr: int, raw: bytes, start: int = 0, stop: Optional[int] = None, lane: Optional[tuple[int, int, int, int]] = None) -> None:
         self.ptr = ptr
         self.raw = raw
         self.start = start
         self.stop = len(raw) if stop is None else stop
+        self.lane = lane
+        self.hold: Optional[LaneHold] = None
 
     @property
     def size(self) -> int:
-        return self.stop - self.start
+        return self.lane[2] if self.lane is not None else self.stop - self.start
+
+    @property
+    def keeper(self) -> Any:
+        """What keeps its bytes where address() says."""
+        return self.hold if self.hold is not None else self.raw
 
     @property
     def data(self) -> memoryview:
+        if self.hold is not None:
+            return memoryview((ctypes.c_char * self.size).from_address(self.hold.address)).cast("B")
         return memoryview(self.raw)[self.start : self.stop]
 
     def address(self) -> int:
-        """Where its bytes are in this process (valid while ``raw`` is referenced)."""
+        """Where its bytes are in this process (valid while ``keeper`` is referenced, or held)."""
+        if self.hold is not None:
+            return self.hold.address
         return ctypes.cast(ctypes.c_char_p(self.raw), ctypes.c_void_p).value + self.start  # type: ignore[operator]
 
 
@@ -167,13 +191,19 @@ def _fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
 
 
 def _buffer(raw: bytes, start: int, end: int) -> WireBuffer:
-    ptr, data_start, data_stop = 0, start, start
+    ptr, data_start, data_stop, lane = 0, start, start, None
     for number, a, b in _fields(raw, start, end):
         if number == 1:
             ptr = a
         elif number == 2:
             data_start, data_stop = a, b
-    return WireBuffer(ptr, raw, data_start, data_stop)
+        elif number == 3:
+            ref = [0, 0, 0, 0]  # LaneRef: region, offset, length, release
+            for field, value, _ in _fields(raw, a, b):
+                if 1 <= field <= 4:
+                    ref[field - 1] = value
+            lane = (ref[0], ref[1], ref[2], ref[3])
+    return WireBuffer(ptr, raw, data_start, data_stop, lane)
 
 
 class ServerSink(Protocol):
