@@ -12,16 +12,24 @@ import {
   type InfoResponse,
   type ServerMessage,
 } from './gen/ffi_broker_pb.js';
+import { encodeServerMessage } from './server_message_encoding.js';
 
-function codec<D extends DescMessage>(schema: D) {
+function codec<D extends DescMessage>(schema: D, serialize?: (message: MessageShape<D>) => Buffer) {
   return {
-    serialize: (message: MessageShape<D>): Buffer => Buffer.from(toBinary(schema, message)),
+    serialize:
+      serialize ??
+      ((message: MessageShape<D>): Buffer => {
+        // A view, not Buffer.from(bytes), which would copy the whole message once more.
+        const bytes = toBinary(schema, message);
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+      }),
     deserialize: (bytes: Buffer): MessageShape<D> => fromBinary(schema, bytes),
   };
 }
 
 const clientMessage = codec(ClientMessageSchema);
-const serverMessage = codec(ServerMessageSchema);
+// Every event and response of the media path: one pass, no joins.
+const serverMessage = codec(ServerMessageSchema, encodeServerMessage);
 const infoRequest = codec(InfoRequestSchema);
 const infoResponse = codec(InfoResponseSchema);
 
