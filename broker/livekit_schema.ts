@@ -151,9 +151,13 @@ export function walk(message: SchemaMessage, visitor: Visitor, ancestors: Schema
   ancestors.pop();
 }
 
-/** The selected request/response/event inside an FfiRequest/FfiResponse/FfiEvent oneof. */
-export function selected(message: SchemaMessage): { kind: string; typeName: string; value: SchemaMessage } | undefined {
+// The field number of each member of the roots' `message` oneof, by its local name.
+const caseNumbers = new Map(ROOT_TYPES.map((root) => [root.typeName, new Map(root.fields.list().map((f) => [f.localName, f.no]))]));
+
+/** The selected request/response/event inside an FfiRequest/FfiResponse/FfiEvent oneof; `no` is its field number. */
+export function selected(message: SchemaMessage): { kind: string; no: number; typeName: string; value: SchemaMessage } | undefined {
   const slot = message.message as { case?: string; value?: SchemaMessage } | undefined;
   if (slot?.case === undefined || slot.value === undefined) return undefined;
-  return { kind: slot.case, typeName: slot.value.getType().typeName.replace('livekit.proto.', ''), value: slot.value };
+  const no = caseNumbers.get(message.getType().typeName)?.get(slot.case) ?? 0;
+  return { kind: slot.case, no, typeName: slot.value.getType().typeName.replace('livekit.proto.', ''), value: slot.value };
 }
