@@ -1,0 +1,193 @@
+// The broker's one-pass encoders against the reference encoders they replace, byte for byte:
+// livekit.proto messages (broker/livekit_encoding.ts against protobuf-es v1 toBinary without
+// unknown fields), the contract's ServerMessage (proto/server_message_encoding.ts against
+// protobuf-es v2 toBinary), and the async id patch of library output (broker/wire_patch.ts).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { CaptureAudioFrameRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
+import { FfiEvent, FfiRequest, FfiResponse, ROOT_TYPES, type SchemaMessage } from '../broker/livekit_schema.js';
+import { encodeLivekit } from '../broker/livekit_encoding.js';
+import { withAsyncId } from '../broker/wire_patch.js';
+import { Error_Code, ServerMessageSchema, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
+import { encodeServerMessage } from '../proto/server_message_encoding.js';
+
+// mulberry32, seeded: a failure replays.
+let state = 0x5eed;
+function random(): number {
+  state = (state + 0x6d2b79f5) | 0;
+  let t = state;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+const int = (n: number) => Math.floor(random() * n);
+const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
+const bigintBelow = (bits: number) => BigInt.asUintN(bits, (BigInt(int(2 ** 32)) << 32n) | BigInt(int(2 ** 32))) >> BigInt(int(bits));
+
+interface Field {
+  name: string;
+  localName: string;
+  kind: 'scalar' | 'message' | 'enum' | 'map';
+  T: unknown;
+  V?: { kind: 'scalar' | 'message' | 'enum'; T: unknown };
+  repeated: boolean;
+  req?: boolean;
+  oneof?: { localName: string };
+}
+type MessageType = { new (): SchemaMessage; typeName: string; fields: { list(): readonly Field[] } };
+
+const STRINGS = ['', 'a', 'room-7', 'Grüße', '音声', '🎙️ live', 'x'.repeat(200)];
+
+function scalar(type: number): unknown {
+  switch (type) {
+    case 1:
+      return pick([0, -0, 1.5, -1e300, Number.MAX_VALUE, Infinity, Number.NaN, random()]);
+    case 2:
+      return Math.fround(pick([0, 1.5, -3.25e10, random() * 1000]));
+    case 3:
+    case 16:
+    case 18:
+      return BigInt.asIntN(64, bigintBelow(64));
+    case 4:
+    case 6:
+      return pick([0n, 1n, 2n ** 53n + 1n, 2n ** 64n - 1n, bigintBelow(64)]);
+    case 5:
+    case 15:
+    case 17:
+      return pick([0, 1, -1, 2 ** 31 - 1, -(2 ** 31), int(2 ** 31) - 2 ** 30]);
+    case 7:
+    case 13:
+      return pick([0, 1, 127, 128, 2 ** 32 - 1, int(2 ** 32)]);
+    case 8:
+      return random() < 0.5;
+    case 9:
+      return pick(STRINGS);
+    case 12:
+      return Uint8Array.from({ length: pick([0, 1, 3, 200]) }, () => int(256));
+  }
+  throw new Error(`scalar type ${type}`);
+}
+
+function value(kind: string, T: unknown, depth: number): unknown {
+  if (kind === 'scalar') return scalar(T as number);
+  if (kind === 'enum') return pick((T as { values: { no: number }[] }).values).no;
+  return randomMessage(T as MessageType, depth + 1);
+}
+
+function randomMessage(type: MessageType, depth = 0): SchemaMessage {
+  const m = new type();
+  const oneofs = new Map<string, Field[]>();
+  for (const f of type.fields.list()) {
+    if (f.oneof !== undefined) {
+      oneofs.set(f.oneof.localName, [...(oneofs.get(f.oneof.localName) ?? []), f]);
+      continue;
+    }
+    // Deep down only what must be there, so that the schema's cycles end.
+    if (!f.req && (depth > 4 || random() < 0.5)) continue;
+    if (f.kind === 'map') {
+      m[f.localName] = Object.fromEntries(Array.from({ length: int(3) }, () => [pick(STRINGS), value(f.V!.kind, f.V!.T, depth)]));
+    } else {
+      m[f.localName] = f.repeated ? Array.from({ length: int(3) }, () => value(f.kind, f.T, depth)) : value(f.kind, f.T, depth);
+    }
+  }
+  for (const [name, members] of oneofs) {
+    if (depth > 0 && (depth > 4 || random() < 0.5)) continue;
+    const f = pick(members);
+    m[name] = { case: f.localName, value: value(f.kind, f.T, depth) };
+  }
+  return m;
+}
+
+test('livekit messages: the one-pass encoder writes what protobuf-es v1 writes, for random messages of every kind', () => {
+  let compared = 0;
+  for (const root of ROOT_TYPES as unknown as MessageType[]) {
+    for (let i = 0; i < 1500; i++) {
+      const m = randomMessage(root) as SchemaMessage & { toBinary(o: object): Uint8Array };
+      let expected: Uint8Array;
+      try {
+        expected = m.toBinary({ writeUnknownFields: false });
+      } catch {
+        continue; // a required field of a nested type the generator left unset deep down
+      }
+      assert.deepEqual(encodeLivekit(m), Buffer.from(expected), `${root.typeName} ${(m.message as { case: string }).case}`);
+      compared++;
+    }
+  }
+  assert.ok(compared > 3000, `compared ${compared}`);
+});
+
+const varint = (v: number) => {
+  const out: number[] = [];
+  for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v % 128) | 0x80);
+  return Buffer.from([...out, v]);
+};
+const caseNumber = (type: unknown, localName: string) => (type as MessageType).fields.list().find((f) => f.localName === localName) as unknown as { no: number };
+const unknownFields = (m: unknown) => (FfiRequest as unknown as { runtime: { bin: { listUnknownFields(m: unknown): readonly unknown[] } } }).runtime.bin.listUnknownFields(m);
+
+test('livekit messages: unknown fields, at the top and nested, are not written', () => {
+  const request = new CaptureAudioFrameRequest({ sourceHandle: 5n, buffer: { dataPtr: 4096n, numChannels: 1, sampleRate: 48000, samplesPerChannel: 480 } });
+  const clean = new FfiRequest({ message: { case: 'captureAudioFrame', value: request } }).toBinary();
+  // What a worker with another schema could send: field 999 inside the request, 1000 at the top.
+  const inner = Buffer.concat([request.toBinary(), varint(999 << 3), varint(1)]);
+  const hostile = Buffer.concat([varint((caseNumber(FfiRequest, 'captureAudioFrame').no << 3) | 2), varint(inner.length), inner, varint(1000 << 3), varint(7)]);
+  const parsed = FfiRequest.fromBinary(hostile);
+  assert.equal(unknownFields(parsed).length, 1, 'the test bytes carry an unknown field at the top');
+  assert.equal(unknownFields(parsed.message.value).length, 1, 'and one nested');
+  assert.deepEqual(encodeLivekit(parsed as unknown as SchemaMessage), Buffer.from(clean));
+});
+
+test('livekit messages: a required field left unset throws as protobuf-es v1 does', () => {
+  const m = new FfiRequest({ message: { case: 'captureAudioFrame', value: { buffer: { dataPtr: 1n, numChannels: 1, sampleRate: 48000, samplesPerChannel: 1 } } } });
+  assert.throws(() => m.toBinary(), /CaptureAudioFrameRequest.source_handle .*required field not set/);
+  assert.throws(() => encodeLivekit(m as unknown as SchemaMessage), /cannot encode field livekit.proto.CaptureAudioFrameRequest.source_handle to binary: required field not set/);
+});
+
+test('the async id patch gives what re-encoding with the new id gives, and keeps every other byte', () => {
+  const response = new FfiResponse({ message: { case: 'captureAudioFrame', value: { asyncId: 3n } } });
+  const event = new FfiEvent({ message: { case: 'captureAudioFrame', value: { asyncId: 2n ** 40n, error: 'queue full' } } });
+  for (const [message, type] of [[response, FfiResponse], [event, FfiEvent]] as const) {
+    const no = caseNumber(type, 'captureAudioFrame');
+    for (const id of [1n, 127n, 128n, 2n ** 35n, 2n ** 64n - 1n]) {
+      const bytes = message.toBinary();
+      const patched = withAsyncId(bytes, no.no, 1, id);
+      const expected = type.fromBinary(bytes) as FfiResponse | FfiEvent;
+      (expected.message.value as { asyncId: bigint }).asyncId = id;
+      assert.deepEqual(patched, Buffer.from(expected.toBinary()), `${type.typeName} async id ${id}`);
+    }
+  }
+  // A field the schema does not know (the library may be newer) survives the patch.
+  const bytes = Buffer.concat([response.toBinary(), Buffer.concat([varint(1000 << 3), varint(7)])]);
+  const no = caseNumber(FfiResponse, 'captureAudioFrame');
+  const patched = withAsyncId(bytes, no.no, 1, 99n);
+  assert.deepEqual(patched.subarray(-3), Buffer.concat([varint(1000 << 3), varint(7)]));
+  assert.equal((FfiResponse.fromBinary(patched).message.value as { asyncId: bigint }).asyncId, 99n);
+});
+
+const frame = Uint8Array.from({ length: 960 }, (_, i) => i & 0xff);
+
+const SERVER_MESSAGES: [string, ServerMessage][] = [
+  ['empty', create(ServerMessageSchema, {})],
+  ['an event batch of frames', create(ServerMessageSchema, { message: { case: 'events', value: { events: Array.from({ length: 20 }, (_, i) => ({ seq: BigInt(i + 1), ffiEvent: new Uint8Array([8, i]), buffers: [{ ptr: 0x7f00_0000_1000n + BigInt(i), data: frame }] })) } } })],
+  ['an event with no bytes, seq 0, an empty buffer and a lane reference', create(ServerMessageSchema, { message: { case: 'events', value: { events: [{}, { seq: 2n ** 64n - 1n, buffers: [{}, { ptr: 1n, lane: { region: 3, offset: 2n ** 40n, length: 960n, release: 7n } }, { lane: {} }] }] } } })],
+  ['a response with buffers', create(ServerMessageSchema, { message: { case: 'response', value: { requestId: 300n, ffiResponse: new Uint8Array([1, 2, 3]), buffers: [{ ptr: 5n, data: frame }] } } })],
+  ['a refused request', create(ServerMessageSchema, { message: { case: 'response', value: { requestId: 1n, error: { code: Error_Code.PERMISSION_DENIED, message: 'not yours: ünïcode' } } } })],
+  ['a welcome', create(ServerMessageSchema, { message: { case: 'welcome', value: { sessionId: 's-1', resumeToken: 't', bridges: ['a', 'b'], lane: { unavailable: 'tcp' } } } })],
+  ['a notice', create(ServerMessageSchema, { message: { case: 'notice', value: { notice: { case: 'eventsDropped', value: { count: 3n, firstSeq: 10n, reason: 'slow' } } } } })],
+];
+SERVER_MESSAGES.push([
+  'a batch of all of the above, and a batch in a batch',
+  create(ServerMessageSchema, { message: { case: 'batch', value: { messages: [...SERVER_MESSAGES.map(([, m]) => m), create(ServerMessageSchema, { message: { case: 'batch', value: { messages: [SERVER_MESSAGES[3]![1]] } } })] } } }),
+]);
+
+test('ServerMessage: the one-pass encoder writes what protobuf-es v2 writes', () => {
+  for (const [what, message] of SERVER_MESSAGES) assert.deepEqual(encodeServerMessage(message), Buffer.from(toBinary(ServerMessageSchema, message)), what);
+});
+
+test('ServerMessage: unknown fields a message carries are kept, as toBinary keeps them', () => {
+  const message = create(ServerMessageSchema, { message: { case: 'events', value: { events: [{ seq: 1n, buffers: [{ ptr: 2n, data: frame }] }] } } });
+  message.$unknown = [{ no: 99, wireType: 0, data: new Uint8Array([5]) }];
+  const bytes = encodeServerMessage(message);
+  assert.deepEqual(bytes, Buffer.from(toBinary(ServerMessageSchema, message)));
+  assert.deepEqual(bytes.subarray(-3), Buffer.from([0x98, 0x06, 0x05]));
+});
