@@ -7,7 +7,8 @@
 //   package ships no .proto files), and protobufjs with a Root built the same way.
 // - contract: protobuf-es v2 (generated, what the broker uses) with toBinary + Buffer.from as
 //   before, toBinary with a Buffer view, the one-pass encoder (proto/server_message_encoding.ts),
-//   and protobufjs from proto/ffi_broker.proto.
+//   the hand-written ClientMessage decoder (proto/client_message_decoding.ts), and protobufjs from
+//   proto/ffi_broker.proto.
 import fs from 'node:fs';
 import path from 'node:path';
 import { create, createFileRegistry, fromBinary, toBinary, type DescMessage } from '@bufbuild/protobuf';
@@ -16,6 +17,7 @@ import protobuf from 'protobufjs';
 import { FfiEvent, FfiRequest, FfiResponse, ROOT_TYPES, type SchemaMessage } from '../broker/livekit_schema.js';
 import { encodeLivekit } from '../broker/livekit_encoding.js';
 import { ClientMessageSchema, ServerMessageSchema, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
+import { decodeClientMessage } from '../proto/client_message_decoding.js';
 import { encodeServerMessage } from '../proto/server_message_encoding.js';
 
 // --- the messages: the bytes the audio path carries ------------------------------------------
@@ -290,6 +292,7 @@ function main(): void {
     },
     'ClientMessage, a capture Request with a 960-byte buffer, decode': {
       'protobuf-es v2': time(() => fromBinary(ClientMessageSchema, clientMessage), n, rounds),
+      'by hand (proto/client_message_decoding.ts)': time(() => decodeClientMessage(clientMessage), n, rounds),
       protobufjs: time(() => pbClientMessage.decode(clientMessage), n, rounds),
     },
   };

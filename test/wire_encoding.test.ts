@@ -1,15 +1,17 @@
-// The broker's one-pass encoders against the reference encoders they replace, byte for byte:
-// livekit.proto messages (broker/livekit_encoding.ts against protobuf-es v1 toBinary without
-// unknown fields), the contract's ServerMessage (proto/server_message_encoding.ts against
-// protobuf-es v2 toBinary), and the async id patch of library output (broker/wire_patch.ts).
+// The broker's hand-written codecs against the reference codecs they replace: livekit.proto
+// messages (broker/livekit_encoding.ts against protobuf-es v1 toBinary without unknown fields),
+// the contract's ServerMessage (proto/server_message_encoding.ts against protobuf-es v2 toBinary)
+// byte for byte, ClientMessage (proto/client_message_decoding.ts against v2 fromBinary) object for
+// object, and the async id patch of library output (broker/wire_patch.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create, equals, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { CaptureAudioFrameRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiEvent, FfiRequest, FfiResponse, ROOT_TYPES, type SchemaMessage } from '../broker/livekit_schema.js';
 import { encodeLivekit } from '../broker/livekit_encoding.js';
 import { withAsyncId } from '../broker/wire_patch.js';
-import { Error_Code, ServerMessageSchema, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
+import { ClientMessageSchema, Error_Code, ServerMessageSchema, type ClientMessage, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
+import { decodeClientMessage } from '../proto/client_message_decoding.js';
 import { encodeServerMessage } from '../proto/server_message_encoding.js';
 
 // mulberry32, seeded: a failure replays.
@@ -190,4 +192,50 @@ test('ServerMessage: unknown fields a message carries are kept, as toBinary keep
   const bytes = encodeServerMessage(message);
   assert.deepEqual(bytes, Buffer.from(toBinary(ServerMessageSchema, message)));
   assert.deepEqual(bytes.subarray(-3), Buffer.from([0x98, 0x06, 0x05]));
+});
+
+function randomClientMessage(depth = 0): ClientMessage {
+  const buffer = () => ({ ptr: pick([0n, 1n, 2n ** 64n - 1n, bigintBelow(48)]), data: scalar(12) as Uint8Array, ...(random() < 0.3 ? { lane: { region: pick([0, 1, 2 ** 32 - 1]), offset: bigintBelow(64), length: bigintBelow(20), release: bigintBelow(64) } } : {}) });
+  switch (int(depth > 1 ? 4 : 5)) {
+    case 0:
+      return create(ClientMessageSchema, {});
+    case 1:
+      return create(ClientMessageSchema, { message: { case: 'hello', value: { clientName: pick(STRINGS), pid: int(2 ** 32), lastSeq: bigintBelow(64), acceptsBatches: true, lane: { toBrokerBytes: 1n << 20n } } } });
+    case 2:
+      return create(ClientMessageSchema, {
+        message: {
+          case: 'request',
+          value: { requestId: bigintBelow(64), ffiRequest: scalar(12) as Uint8Array, buffers: Array.from({ length: int(3) }, buffer), packageFiles: random() < 0.2 ? [{ path: '/p', distribution: 'd', version: '1', file: 'f' }] : [] },
+        },
+      });
+    case 3:
+      return create(ClientMessageSchema, { message: { case: 'dropHandles', value: { handles: Array.from({ length: int(4) }, () => bigintBelow(64)), requestId: bigintBelow(64) } } });
+    default:
+      return create(ClientMessageSchema, { message: { case: 'batch', value: { messages: Array.from({ length: int(4) }, () => randomClientMessage(depth + 1)) } } });
+  }
+}
+
+test('ClientMessage: the hand-written decoder reads what protobuf-es v2 reads, also from concatenated (merged) and unknown-field-bearing bytes', () => {
+  const unknown = Buffer.concat([varint(999 << 3), varint(5), varint((998 << 3) | 2), varint(2), Buffer.from([1, 2])]);
+  for (let i = 0; i < 2000; i++) {
+    const a = toBinary(ClientMessageSchema, randomClientMessage());
+    const b = toBinary(ClientMessageSchema, randomClientMessage());
+    for (const bytes of [a, Buffer.concat([a, b]), Buffer.concat([unknown, a, unknown])]) {
+      const expected = fromBinary(ClientMessageSchema, bytes);
+      const actual = decodeClientMessage(bytes);
+      assert.ok(equals(ClientMessageSchema, actual, expected), `${Buffer.from(bytes).toString('hex')}`);
+      assert.deepEqual(toBinary(ClientMessageSchema, actual), toBinary(ClientMessageSchema, expected, { writeUnknownFields: false }));
+    }
+  }
+});
+
+test('ClientMessage: truncated or malformed bytes throw, as protobuf-es v2 throws', () => {
+  const bytes = toBinary(ClientMessageSchema, create(ClientMessageSchema, { message: { case: 'request', value: { requestId: 300n, ffiRequest: new Uint8Array(40), buffers: [{ ptr: 1n, data: frame }] } } }));
+  for (const cut of [1, 3, 10, bytes.length - 1]) {
+    assert.throws(() => fromBinary(ClientMessageSchema, bytes.subarray(0, cut)));
+    assert.throws(() => decodeClientMessage(bytes.subarray(0, cut)), /premature EOF/, `cut at ${cut}`);
+  }
+  assert.throws(() => decodeClientMessage(Buffer.from([0x00, 0x01])), /field no 0/);
+  assert.throws(() => decodeClientMessage(Buffer.from([0x10, 0x01])), /wire type 0, expected 2/);
+  assert.throws(() => decodeClientMessage(Buffer.from([0x08 | 7, 0x01])), /wire type 7/);
 });
