@@ -2,9 +2,10 @@
 // Codec micro-benchmark on the messages of the audio path: which protobuf runtime decodes and
 // encodes them fastest. `node dist/bench/codecs.js [--quick]` prints one JSON object.
 //
-// - livekit schema: protobuf-es v1 (the classes @livekit/rtc-ffi-bindings ships, what the broker
-//   uses), protobuf-es v2 with a registry built at run time from the v1 types' field info (the
-//   package ships no .proto files), and protobufjs with a Root built the same way.
+// - livekit schema: protobuf-es v1 (the classes @livekit/rtc-ffi-bindings ships, whose objects the
+//   broker works on), protobuf-es v2 with a registry built at run time from the v1 types' field info
+//   (the package ships no .proto files), protobufjs with a Root built the same way, and the
+//   broker's own decoder and encoder over the v1 objects (broker/livekit_decoding.ts, _encoding.ts).
 // - contract: protobuf-es v2 (generated, what the broker uses) with toBinary + Buffer.from as
 //   before, toBinary with a Buffer view, the one-pass encoder (proto/server_message_encoding.ts),
 //   the hand-written ClientMessage decoder (proto/client_message_decoding.ts), and protobufjs from
@@ -14,7 +15,8 @@ import path from 'node:path';
 import { create, createFileRegistry, fromBinary, toBinary, type DescMessage } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type DescriptorProto, type EnumDescriptorProto, type FieldDescriptorProto } from '@bufbuild/protobuf/wkt';
 import protobuf from 'protobufjs';
-import { FfiEvent, FfiRequest, FfiResponse, ROOT_TYPES, type SchemaMessage } from '../broker/livekit_schema.js';
+import { FFI_EVENT, FFI_REQUEST, FFI_RESPONSE, FfiEvent, FfiRequest, FfiResponse, ROOT_TYPES, type SchemaMessage } from '../broker/livekit_schema.js';
+import { decodeLivekit } from '../broker/livekit_decoding.js';
 import { encodeLivekit } from '../broker/livekit_encoding.js';
 import { ClientMessageSchema, ServerMessageSchema, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
 import { decodeClientMessage } from '../proto/client_message_decoding.js';
@@ -252,6 +254,7 @@ function main(): void {
   const ns = {
     'CaptureAudioFrameRequest (FfiRequest) decode': {
       'protobuf-es v1': time(() => FfiRequest.fromBinary(captureRequest), n, rounds),
+      'by hand into v1 objects (broker/livekit_decoding.ts)': time(() => decodeLivekit(FFI_REQUEST, captureRequest), n, rounds),
       'protobuf-es v2': time(() => fromBinary(v2Request, captureRequest), n, rounds),
       protobufjs: time(() => pbRequest.decode(captureRequest), n, rounds),
     },
@@ -263,11 +266,13 @@ function main(): void {
     },
     'CaptureAudioFrameResponse (FfiResponse) decode': {
       'protobuf-es v1': time(() => FfiResponse.fromBinary(captureResponse), n, rounds),
+      'by hand into v1 objects (broker/livekit_decoding.ts)': time(() => decodeLivekit(FFI_RESPONSE, captureResponse), n, rounds),
       'protobuf-es v2': time(() => fromBinary(v2Response, captureResponse), n, rounds),
       protobufjs: time(() => pbResponse.decode(captureResponse), n, rounds),
     },
     'AudioStreamEvent frame_received (FfiEvent) decode': {
       'protobuf-es v1': time(() => FfiEvent.fromBinary(frameEvent), n, rounds),
+      'by hand into v1 objects (broker/livekit_decoding.ts)': time(() => decodeLivekit(FFI_EVENT, frameEvent), n, rounds),
       'protobuf-es v2': time(() => fromBinary(v2Event, frameEvent), n, rounds),
       protobufjs: time(() => pbEvent.decode(frameEvent), n, rounds),
     },

@@ -7,7 +7,8 @@
 // sessions, or of none, stays in the operator's log, so no session learns another's handles.
 import type { Logger } from 'pino';
 import type { Buffer as WireBuffer } from '../proto/gen/ffi_broker_pb.js';
-import { FfiEvent, planOf, selected, setFieldValue, fieldValue, type SchemaMessage } from './livekit_schema.js';
+import { FFI_EVENT, FfiEvent, planOf, selected, setFieldValue, fieldValue, type SchemaMessage } from './livekit_schema.js';
+import { decodeLivekit } from './livekit_decoding.js';
 import { withAsyncId } from './wire_patch.js';
 import type { HandleRegistry, Owner } from './handle_registry.js';
 import type { MediaLane } from './media_lane.js';
@@ -60,7 +61,7 @@ export class EventRouter<O extends EventReceiver> {
     for (const event of events) {
       let message: SchemaMessage;
       try {
-        message = FfiEvent.fromBinary(event.bytes) as unknown as SchemaMessage;
+        message = decodeLivekit(FFI_EVENT, event.bytes);
       } catch (err) {
         this.metrics.eventsDropped.inc({ kind: 'unknown', reason: 'undecodable' });
         this.log.error({ err, bytes: event.bytes.length }, 'an event from the library does not decode as livekit.proto.FfiEvent; dropped');

@@ -82,7 +82,9 @@ const relevant = (type: SchemaType): boolean => relevance.get(type.typeName) ?? 
 /** Whether walk() descends into messages of this type (it can lead to a handle, async id or pointer). */
 export const isRelevant = (typeName: string): boolean => relevance.get(typeName) ?? false;
 
+// Typed as the part of v1's MessageType that SchemaType describes.
 export const ROOT_TYPES = [FfiRequest, FfiResponse, FfiEvent] as unknown as SchemaType[];
+export const [FFI_REQUEST, FFI_RESPONSE, FFI_EVENT] = ROOT_TYPES as [SchemaType, SchemaType, SchemaType];
 for (const root of ROOT_TYPES) planOf(root);
 computeRelevance();
 

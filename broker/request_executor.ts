@@ -2,9 +2,9 @@
 // forbids, move pointer memory into native memory the broker owns, call liblivekit_ffi, and turn
 // its answer into a contract Response. Running synchronously here is what orders a Response
 // before any event that carries what it returned: the native queue is drained only afterwards.
-import { create } from '@bufbuild/protobuf';
-import { ResponseSchema, type Buffer as WireBuffer, type Request, type Response } from '../proto/gen/ffi_broker_pb.js';
-import { FfiRequest, FfiResponse, fieldValue, planOf, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
+import type { Buffer as WireBuffer, Request, Response } from '../proto/gen/ffi_broker_pb.js';
+import { FFI_REQUEST, FFI_RESPONSE, fieldValue, planOf, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
+import { decodeLivekit } from './livekit_decoding.js';
 import { encodeLivekit } from './livekit_encoding.js';
 import { withAsyncId } from './wire_patch.js';
 import type { MediaLane } from './media_lane.js';
@@ -51,7 +51,7 @@ export class RequestExecutor<O extends Owner> {
     try {
       let message: SchemaMessage;
       try {
-        message = FfiRequest.fromBinary(request.ffiRequest) as unknown as SchemaMessage;
+        message = decodeLivekit(FFI_REQUEST, request.ffiRequest);
       } catch (err) {
         throw refuse.undecodable((err as Error).message);
       }
@@ -120,7 +120,7 @@ export class RequestExecutor<O extends Owner> {
   }
 
   private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined, written: WireBuffer[], soxRequest?: SchemaMessage): Response {
-    const message = FfiResponse.fromBinary(bytes) as unknown as SchemaMessage;
+    const message = decodeLivekit(FFI_RESPONSE, bytes);
     const chosen = selected(message);
     // The sox resampler's format, to check its pushes (sox_values.ts).
     const soxHandle = soxRequest === undefined ? undefined : ((chosen?.value.message as { value?: { handle?: { id?: bigint } } } | undefined)?.value?.handle?.id);
@@ -136,6 +136,7 @@ export class RequestExecutor<O extends Owner> {
       }
     }
     const buffers = chosen === undefined ? written : [...written, ...this.output.take(chosen.value, owner)];
-    return create(ResponseSchema, { requestId, ffiResponse, buffers });
+    // A literal: create() would initialize it by reflection, on every request.
+    return { $typeName: 'livekit.ffi_broker.v1.Response', requestId, ffiResponse, buffers };
   }
 }

@@ -1,5 +1,6 @@
 // The broker's hand-written codecs against the reference codecs they replace: livekit.proto
-// messages (broker/livekit_encoding.ts against protobuf-es v1 toBinary without unknown fields),
+// messages (broker/livekit_encoding.ts against protobuf-es v1 toBinary without unknown fields,
+// broker/livekit_decoding.ts against v1 fromBinary),
 // the contract's ServerMessage (proto/server_message_encoding.ts against protobuf-es v2 toBinary)
 // byte for byte, ClientMessage (proto/client_message_decoding.ts against v2 fromBinary) object for
 // object, and the async id patch of library output (broker/wire_patch.ts).
@@ -8,6 +9,7 @@ import { test } from 'node:test';
 import { create, equals, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { CaptureAudioFrameRequest } from '@livekit/rtc-ffi-bindings/proto/audio_frame_pb.js';
 import { FfiEvent, FfiRequest, FfiResponse, ROOT_TYPES, type SchemaMessage } from '../broker/livekit_schema.js';
+import { decodeLivekit } from '../broker/livekit_decoding.js';
 import { encodeLivekit } from '../broker/livekit_encoding.js';
 import { withAsyncId } from '../broker/wire_patch.js';
 import { ClientMessageSchema, Error_Code, ServerMessageSchema, type ClientMessage, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
@@ -28,6 +30,7 @@ const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
 const bigintBelow = (bits: number) => BigInt.asUintN(bits, (BigInt(int(2 ** 32)) << 32n) | BigInt(int(2 ** 32))) >> BigInt(int(bits));
 
 interface Field {
+  no: number;
   name: string;
   localName: string;
   kind: 'scalar' | 'message' | 'enum' | 'map';
@@ -239,3 +242,46 @@ test('ClientMessage: truncated or malformed bytes throw, as protobuf-es v2 throw
   assert.throws(() => decodeClientMessage(Buffer.from([0x10, 0x01])), /wire type 0, expected 2/);
   assert.throws(() => decodeClientMessage(Buffer.from([0x08 | 7, 0x01])), /wire type 7/);
 });
+
+test('livekit messages: the hand-written decoder reads what protobuf-es v1 reads, from random, merged and mutated bytes', () => {
+  let mutatedRead = 0;
+  for (const type of ROOT_TYPES) {
+    const root = type as unknown as MessageType & { fromBinary(b: Uint8Array): SchemaMessage };
+    const samples: Uint8Array[] = [];
+    while (samples.length < 1000) {
+      try {
+        samples.push((randomMessage(root) as SchemaMessage & { toBinary(): Uint8Array }).toBinary());
+      } catch {
+        // a required field left unset deep down
+      }
+    }
+    for (let i = 0; i < samples.length; i++) {
+      const bytes = samples[i]!;
+      assert.deepStrictEqual(decodeLivekit(type, bytes), root.fromBinary(bytes), `${root.typeName} ${Buffer.from(bytes).toString('hex')}`);
+      const merged = Buffer.concat([bytes, samples[(i + 1) % samples.length]!]);
+      assert.deepStrictEqual(decodeLivekit(type, merged), root.fromBinary(merged), `${root.typeName} merged ${merged.toString('hex')}`);
+      // A byte changed or the message cut: where this decoder reads it, v1 reads the same (it may
+      // read more: this decoder refuses fields that run past their message or have the wrong wire type).
+      const mutated = Buffer.from(bytes.length > 0 && random() < 0.5 ? bytes.subarray(0, int(bytes.length)) : bytes);
+      if (mutated.length > 0) mutated[int(mutated.length)] = int(256);
+      let ours: SchemaMessage | undefined;
+      try {
+        ours = decodeLivekit(type, mutated);
+      } catch {
+        continue;
+      }
+      const theirs = root.fromBinary(mutated);
+      assert.deepEqual(encodeLivekitOrError(ours), encodeLivekitOrError(theirs), `${root.typeName} mutated ${mutated.toString('hex')}`);
+      mutatedRead++;
+    }
+  }
+  assert.ok(mutatedRead > 300, `mutated messages read: ${mutatedRead}`);
+});
+
+function encodeLivekitOrError(m: SchemaMessage): Buffer | string {
+  try {
+    return encodeLivekit(m);
+  } catch (err) {
+    return String(err);
+  }
+}
