@@ -33,8 +33,11 @@ interface FieldReader {
   /** Scalar type (enums: INT32); a map's value scalar type, 0 for a message value. */
   scalar: number;
   repeated: boolean;
-  /** The message type of a message field or a map's message value; a map value enum's first value. */
+  /** The message type of a message field or a map's message value. */
   type: SchemaType | undefined;
+  /** Its reader, resolved on first use (the schema has cycles). */
+  typeReader?: TypeReader;
+  /** A map's enum value: the enum's first value, its default. */
   enumZero: number;
 }
 
@@ -79,6 +82,8 @@ function readerOf(type: SchemaType): TypeReader {
   }
   return reader;
 }
+
+const readerOfField = (f: FieldReader): TypeReader => (f.typeReader ??= readerOf(f.type!));
 
 function newMessage(reader: TypeReader): SchemaMessage {
   const m = Object.create(reader.prototype) as SchemaMessage;
@@ -152,13 +157,13 @@ function readMapEntry(r: WireReader, f: FieldReader, map: Record<string, unknown
     const no = tag >>> 3;
     const wireType = tag & 7;
     if (no === 1 && wireType === WIRE_DELIMITED) key = r.string();
-    else if (no === 2 && f.type !== undefined && wireType === WIRE_DELIMITED) value = readNested(r, newMessage(readerOf(f.type)), readerOf(f.type));
+    else if (no === 2 && f.type !== undefined && wireType === WIRE_DELIMITED) value = readNested(r, newMessage(readerOfField(f)), readerOfField(f));
     else if (no === 2 && f.type === undefined && wireType === wireTypeOf(f.scalar)) value = readScalar(r, f.scalar);
     else if (no === 1 || no === 2) throw wireError(f, wireType);
     else r.skip(wireType);
   }
   r.end = outer;
-  map[key ?? ''] = value ?? (f.type !== undefined ? newMessage(readerOf(f.type)) : f.enumZero !== 0 ? f.enumZero : scalarZero(f.scalar));
+  map[key ?? ''] = value ?? (f.type !== undefined ? newMessage(readerOfField(f)) : f.enumZero !== 0 ? f.enumZero : scalarZero(f.scalar));
 }
 
 function readFields(r: WireReader, m: SchemaMessage, reader: TypeReader): void {
@@ -197,7 +202,7 @@ function readFields(r: WireReader, m: SchemaMessage, reader: TypeReader): void {
       else target[name] = readScalar(r, f.scalar);
     } else if (f.kind === 'message') {
       if (wireType !== WIRE_DELIMITED) throw wireError(f, wireType);
-      const type = readerOf(f.type!);
+      const type = readerOfField(f);
       if (f.repeated) (target[name] as unknown[]).push(readNested(r, newMessage(type), type));
       else target[name] = readNested(r, (target[name] as SchemaMessage | undefined) ?? newMessage(type), type);
     } else {

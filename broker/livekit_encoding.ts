@@ -75,6 +75,7 @@ function codecOf(type: SchemaType): TypeCodec {
     const wire = kind === 'scalar' ? wireType(scalar) : WIRE_DELIMITED;
     const tag = (f.no << 3) | wire;
     const target = f.kind === 'map' ? f.V!.T : f.T;
+    let resolved: TypeCodec | undefined;
     const field: FieldCodec = {
       no: f.no,
       name: f.name,
@@ -85,7 +86,7 @@ function codecOf(type: SchemaType): TypeCodec {
       required: f.req === true,
       tag,
       tagSize: varintSize(tag),
-      type: () => codecOf(target as SchemaType),
+      type: () => (resolved ??= codecOf(target as SchemaType)),
     };
     if (f.oneof === undefined) {
       codec.fields.push(field);
