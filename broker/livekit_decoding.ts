@@ -6,25 +6,9 @@
 // and that it is stricter where v1 reads past what the bytes declare: a field whose wire type is
 // not its type's, or that runs past the end of its message, throws.
 import { WireReader } from '../proto/wire_reader.js';
-import { WIRE_DELIMITED, WIRE_FIXED32, WIRE_FIXED64, WIRE_VARINT } from '../proto/wire_writer.js';
+import { WIRE_DELIMITED } from '../proto/wire_writer.js';
 import { ROOT_TYPES, type SchemaMessage, type SchemaType } from './livekit_schema.js';
-
-// protobuf-es ScalarType numbers.
-const DOUBLE = 1, FLOAT = 2, INT64 = 3, UINT64 = 4, INT32 = 5, FIXED64 = 6, FIXED32 = 7, BOOL = 8, STRING = 9, BYTES = 12, UINT32 = 13, SFIXED32 = 15, SFIXED64 = 16, SINT32 = 17, SINT64 = 18;
-
-interface V1Field {
-  no: number;
-  name: string;
-  localName: string;
-  kind: 'scalar' | 'message' | 'enum' | 'map';
-  T: unknown;
-  K?: number;
-  V?: { kind: 'scalar' | 'enum' | 'message'; T: unknown };
-  repeated: boolean;
-  delimited?: boolean;
-  L?: number;
-  oneof?: { localName: string };
-}
+import { BOOL, BYTES, DOUBLE, FIXED32, FIXED64, FLOAT, INT32, INT64, SFIXED32, SFIXED64, SINT32, SINT64, STRING, UINT32, UINT64, wireTypeOf, type V1Field } from './livekit_wire.js';
 
 interface FieldReader {
   localName: string;
@@ -51,9 +35,6 @@ interface TypeReader {
 }
 
 const readers = new Map<string, TypeReader>();
-
-const wireTypeOf = (scalar: number) =>
-  scalar === DOUBLE || scalar === FIXED64 || scalar === SFIXED64 ? WIRE_FIXED64 : scalar === FLOAT || scalar === FIXED32 || scalar === SFIXED32 ? WIRE_FIXED32 : scalar === STRING || scalar === BYTES ? WIRE_DELIMITED : WIRE_VARINT;
 
 function readerOf(type: SchemaType): TypeReader {
   const known = readers.get(type.typeName);

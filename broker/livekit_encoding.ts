@@ -6,28 +6,9 @@
 // and a missing required field throws as toBinary does. Building an encoder for a type throws on
 // any feature of the schema it does not write (packed or delimited fields, implicit presence,
 // non-string map keys), so a schema that starts using one fails loudly, not wrongly.
-import { SizePlan, WIRE_DELIMITED, WIRE_FIXED32, WIRE_FIXED64, WIRE_VARINT, WireWriter, varint64Size, varintSize } from '../proto/wire_writer.js';
+import { SizePlan, WIRE_DELIMITED, WireWriter, varint64Size, varintSize } from '../proto/wire_writer.js';
 import { ROOT_TYPES, type SchemaMessage, type SchemaType } from './livekit_schema.js';
-
-// protobuf-es ScalarType numbers (those of FieldDescriptorProto.Type).
-const DOUBLE = 1, FLOAT = 2, INT64 = 3, UINT64 = 4, INT32 = 5, FIXED64 = 6, FIXED32 = 7, BOOL = 8, STRING = 9, BYTES = 12, UINT32 = 13, SFIXED32 = 15, SFIXED64 = 16, SINT32 = 17, SINT64 = 18;
-
-interface V1Field {
-  no: number;
-  name: string;
-  localName: string;
-  kind: 'scalar' | 'message' | 'enum' | 'map';
-  T: unknown;
-  K?: number;
-  V?: { kind: 'scalar' | 'enum' | 'message'; T: unknown };
-  repeated: boolean;
-  packed?: boolean;
-  delimited?: boolean;
-  req?: boolean;
-  opt?: boolean;
-  L?: number;
-  oneof?: { localName: string };
-}
+import { BOOL, BYTES, DOUBLE, FIXED32, FIXED64, FLOAT, INT32, INT64, SFIXED32, SFIXED64, SINT32, SINT64, STRING, UINT32, UINT64, wireTypeOf, type V1Field } from './livekit_wire.js';
 
 interface FieldCodec {
   no: number;
@@ -56,9 +37,6 @@ interface TypeCodec {
 
 const codecs = new Map<string, TypeCodec>();
 
-const wireType = (scalar: number) =>
-  scalar === DOUBLE || scalar === FIXED64 || scalar === SFIXED64 ? WIRE_FIXED64 : scalar === FLOAT || scalar === FIXED32 || scalar === SFIXED32 ? WIRE_FIXED32 : scalar === STRING || scalar === BYTES ? WIRE_DELIMITED : WIRE_VARINT;
-
 function codecOf(type: SchemaType): TypeCodec {
   const known = codecs.get(type.typeName);
   if (known !== undefined) return known;
@@ -72,7 +50,7 @@ function codecOf(type: SchemaType): TypeCodec {
     if (f.kind === 'map' && f.K !== STRING) throw unsupported(f, 'a map with non-string keys');
     const kind = f.kind === 'enum' ? 'scalar' : f.kind;
     const scalar = f.kind === 'scalar' ? (f.T as number) : f.kind === 'enum' ? INT32 : f.kind === 'map' ? (f.V!.kind === 'message' ? 0 : f.V!.kind === 'enum' ? INT32 : (f.V!.T as number)) : 0;
-    const wire = kind === 'scalar' ? wireType(scalar) : WIRE_DELIMITED;
+    const wire = kind === 'scalar' ? wireTypeOf(scalar) : WIRE_DELIMITED;
     const tag = (f.no << 3) | wire;
     const target = f.kind === 'map' ? f.V!.T : f.T;
     let resolved: TypeCodec | undefined;
@@ -256,7 +234,7 @@ function writeField(w: WireWriter, f: FieldCodec, v: unknown, plan: SizePlan): v
         w.varint(plan.take());
         writeContent(w, value as SchemaMessage, f.type(), plan);
       } else {
-        w.byte((2 << 3) | wireType(f.scalar));
+        w.byte((2 << 3) | wireTypeOf(f.scalar));
         writeScalar(w, f.scalar, value, plan);
       }
     }

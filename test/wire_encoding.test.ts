@@ -15,18 +15,9 @@ import { withAsyncId } from '../broker/wire_patch.js';
 import { ClientMessageSchema, Error_Code, ServerMessageSchema, type ClientMessage, type ServerMessage } from '../proto/gen/ffi_broker_pb.js';
 import { decodeClientMessage } from '../proto/client_message_decoding.js';
 import { encodeServerMessage } from '../proto/server_message_encoding.js';
+import { seededRandom } from './helpers/random.js';
 
-// mulberry32, seeded: a failure replays.
-let state = 0x5eed;
-function random(): number {
-  state = (state + 0x6d2b79f5) | 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const int = (n: number) => Math.floor(random() * n);
-const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
+const { random, int, pick } = seededRandom(0x5eed);
 const bigintBelow = (bits: number) => BigInt.asUintN(bits, (BigInt(int(2 ** 32)) << 32n) | BigInt(int(2 ** 32))) >> BigInt(int(bits));
 
 interface Field {
