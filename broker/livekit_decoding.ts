@@ -8,7 +8,7 @@
 import { WireReader } from '../proto/wire_reader.js';
 import { WIRE_DELIMITED } from '../proto/wire_writer.js';
 import { ROOT_TYPES, type SchemaMessage, type SchemaType } from './livekit_schema.js';
-import { BOOL, BYTES, DOUBLE, FIXED32, FIXED64, FLOAT, INT32, INT64, SFIXED32, SFIXED64, SINT32, SINT64, STRING, UINT32, UINT64, wireTypeOf, type V1Field } from './livekit_wire.js';
+import { BOOL, BYTES, DOUBLE, FIXED32, FIXED64, FLOAT, INT32, INT64, SFIXED32, SFIXED64, SINT32, SINT64, STRING, UINT32, UINT64, wireTypeOf } from './livekit_wire.js';
 
 interface FieldReader {
   localName: string;
@@ -39,9 +39,9 @@ const readers = new Map<string, TypeReader>();
 function readerOf(type: SchemaType): TypeReader {
   const known = readers.get(type.typeName);
   if (known !== undefined) return known;
-  const reader: TypeReader = { prototype: (type as unknown as { prototype: object }).prototype, byNumber: new Map(), lists: [], oneofs: [], maps: [] };
+  const reader: TypeReader = { prototype: type.prototype, byNumber: new Map(), lists: [], oneofs: [], maps: [] };
   readers.set(type.typeName, reader);
-  for (const f of type.fields.list() as unknown as V1Field[]) {
+  for (const f of type.fields.list()) {
     if (f.delimited || (f.L ?? 0) > 0 || (f.kind === 'message' && (f.T as { fieldWrapper?: unknown }).fieldWrapper !== undefined)) {
       throw new Error(`livekit_decoding: ${type.typeName}.${f.name} is delimited, a wrapper or a 64-bit integer as string, which this decoder does not read`);
     }

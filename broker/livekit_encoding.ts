@@ -7,8 +7,8 @@
 // any feature of the schema it does not write (packed or delimited fields, implicit presence,
 // non-string map keys), so a schema that starts using one fails loudly, not wrongly.
 import { SizePlan, WIRE_DELIMITED, WireWriter, varint64Size, varintSize } from '../proto/wire_writer.js';
-import { ROOT_TYPES, type SchemaMessage, type SchemaType } from './livekit_schema.js';
-import { BOOL, BYTES, DOUBLE, FIXED32, FIXED64, FLOAT, INT32, INT64, SFIXED32, SFIXED64, SINT32, SINT64, STRING, UINT32, UINT64, wireTypeOf, type V1Field } from './livekit_wire.js';
+import { ROOT_TYPES, type SchemaField, type SchemaMessage, type SchemaType } from './livekit_schema.js';
+import { BOOL, BYTES, DOUBLE, FIXED32, FIXED64, FLOAT, INT32, INT64, SFIXED32, SFIXED64, SINT32, SINT64, STRING, UINT32, UINT64, wireTypeOf } from './livekit_wire.js';
 
 interface FieldCodec {
   no: number;
@@ -42,9 +42,9 @@ function codecOf(type: SchemaType): TypeCodec {
   if (known !== undefined) return known;
   const codec: TypeCodec = { typeName: type.typeName, fields: [], oneofs: [], interleaved: false };
   codecs.set(type.typeName, codec); // before fields: the schema has cycles
-  const unsupported = (f: V1Field, what: string) => new Error(`livekit_encoding: ${type.typeName}.${f.name} is ${what}, which this encoder does not write`);
+  const unsupported = (f: SchemaField, what: string) => new Error(`livekit_encoding: ${type.typeName}.${f.name} is ${what}, which this encoder does not write`);
   const oneofs = new Map<string, Map<string, FieldCodec>>();
-  for (const f of [...(type.fields.list() as unknown as V1Field[])].sort((a, b) => a.no - b.no)) {
+  for (const f of [...(type.fields.list())].sort((a, b) => a.no - b.no)) {
     if (f.packed || f.delimited || (f.L ?? 0) > 0) throw unsupported(f, 'packed, delimited or a 64-bit integer as string');
     if (!f.repeated && f.kind !== 'map' && f.oneof === undefined && !f.opt && !f.req) throw unsupported(f, 'a field with implicit presence');
     if (f.kind === 'map' && f.K !== STRING) throw unsupported(f, 'a map with non-string keys');

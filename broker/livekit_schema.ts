@@ -17,10 +17,23 @@ export interface SchemaField {
   T: unknown;
   repeated: boolean;
   oneof?: { name: string; localName: string };
+  // What the broker's own codecs (livekit_decoding.ts, livekit_encoding.ts) also read.
+  /** A map's key scalar type and its value. */
+  K?: number;
+  V?: { kind: 'scalar' | 'enum' | 'message'; T: unknown };
+  packed?: boolean;
+  delimited?: boolean;
+  /** proto2 required; proto2 optional (explicit presence). */
+  req?: boolean;
+  opt?: boolean;
+  /** 64-bit integers as strings (jstype). */
+  L?: number;
 }
 export interface SchemaType {
   typeName: string;
   fields: { list(): readonly SchemaField[] };
+  /** The generated class's prototype: what its messages inherit (getType(), toBinary()...). */
+  prototype: object;
 }
 export type SchemaMessage = Record<string, unknown> & { getType(): SchemaType };
 
