@@ -7,7 +7,9 @@
 // sessions, or of none, stays in the operator's log, so no session learns another's handles.
 import type { Logger } from 'pino';
 import type { Buffer as WireBuffer } from '../proto/gen/ffi_broker_pb.js';
-import { FfiEvent, planOf, selected, setFieldValue, fieldValue, type SchemaMessage } from './livekit_schema.js';
+import { FFI_EVENT, FfiEvent, planOf, selected, setFieldValue, fieldValue, type SchemaMessage } from './livekit_schema.js';
+import { decodeLivekit } from './livekit_decoding.js';
+import { withAsyncId } from './wire_patch.js';
 import type { HandleRegistry, Owner } from './handle_registry.js';
 import type { MediaLane } from './media_lane.js';
 import type { NativeEvent } from './native/event_pump.js';
@@ -59,7 +61,7 @@ export class EventRouter<O extends EventReceiver> {
     for (const event of events) {
       let message: SchemaMessage;
       try {
-        message = FfiEvent.fromBinary(event.bytes) as unknown as SchemaMessage;
+        message = decodeLivekit(FFI_EVENT, event.bytes);
       } catch (err) {
         this.metrics.eventsDropped.inc({ kind: 'unknown', reason: 'undecodable' });
         this.log.error({ err, bytes: event.bytes.length }, 'an event from the library does not decode as livekit.proto.FfiEvent; dropped');
@@ -78,7 +80,7 @@ export class EventRouter<O extends EventReceiver> {
         this.hooks.panic(message, this.ownerOfText(message));
         continue;
       }
-      const { owner, rewritten } = this.ownerOf(chosen.value);
+      const { owner, clientAsyncId } = this.ownerOf(chosen.value);
       const media = MEDIA_KINDS.has(chosen.kind) && (chosen.value.message as { case?: string } | undefined)?.case === 'frameReceived';
       const buffers = this.output.take(chosen.value, owner, media ? owner?.lane : undefined);
       this.noteLastEvent(chosen.kind, chosen.value);
@@ -87,7 +89,9 @@ export class EventRouter<O extends EventReceiver> {
         if (this.log.isLevelEnabled('debug')) this.log.debug({ kind: chosen.typeName }, 'event names nothing any session owns; dropped');
         continue;
       }
-      owner.enqueueEvent(rewritten ? (message as unknown as FfiEvent).toBinary() : event.bytes, buffers, { kind: chosen.kind, media, enqueuedNs: event.enqueuedNs });
+      // The worker's own async id back in place of the broker's, the rest as the library wrote it.
+      const bytes = clientAsyncId === undefined ? event.bytes : withAsyncId(event.bytes, chosen.no, planOf(chosen.value.getType()).asyncId!.no, clientAsyncId);
+      owner.enqueueEvent(bytes, buffers, { kind: chosen.kind, media, enqueuedNs: event.enqueuedNs });
       touched.add(owner);
       this.hooks.routed(owner, chosen);
     }
@@ -131,16 +135,18 @@ export class EventRouter<O extends EventReceiver> {
     if (typeof handle === 'bigint') this.registry.lastEvent(handle);
   }
 
-  private ownerOf(value: SchemaMessage): { owner: O | undefined; rewritten: boolean } {
+  /** The owner, and the worker's async id when it chose its own (the event must carry that one). */
+  private ownerOf(value: SchemaMessage): { owner: O | undefined; clientAsyncId?: bigint } {
     const plan = planOf(value.getType());
     if (plan.asyncId !== undefined) {
       const id = fieldValue(value, plan.asyncId);
       if (typeof id === 'bigint') {
         const pending = this.registry.asyncOwner(id, true);
         if (pending !== undefined) {
-          if (pending.clientId === id) return { owner: pending.owner, rewritten: false };
+          if (pending.clientId === id) return { owner: pending.owner };
+          // The decoded message too, for what reads it after routing (the SDK bridges).
           setFieldValue(value, plan.asyncId, pending.clientId);
-          return { owner: pending.owner, rewritten: true };
+          return { owner: pending.owner, clientAsyncId: pending.clientId };
         }
       }
     }
@@ -148,8 +154,8 @@ export class EventRouter<O extends EventReceiver> {
       const handle = fieldValue(value, field);
       if (typeof handle !== 'bigint') continue;
       const owner = this.registry.eventOwner(handle);
-      if (owner !== undefined) return { owner, rewritten: false };
+      if (owner !== undefined) return { owner };
     }
-    return { owner: undefined, rewritten: false };
+    return { owner: undefined };
   }
 }

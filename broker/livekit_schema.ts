@@ -17,10 +17,23 @@ export interface SchemaField {
   T: unknown;
   repeated: boolean;
   oneof?: { name: string; localName: string };
+  // What the broker's own codecs (livekit_decoding.ts, livekit_encoding.ts) also read.
+  /** A map's key scalar type and its value. */
+  K?: number;
+  V?: { kind: 'scalar' | 'enum' | 'message'; T: unknown };
+  packed?: boolean;
+  delimited?: boolean;
+  /** proto2 required; proto2 optional (explicit presence). */
+  req?: boolean;
+  opt?: boolean;
+  /** 64-bit integers as strings (jstype). */
+  L?: number;
 }
 export interface SchemaType {
   typeName: string;
   fields: { list(): readonly SchemaField[] };
+  /** The generated class's prototype: what its messages inherit (getType(), toBinary()...). */
+  prototype: object;
 }
 export type SchemaMessage = Record<string, unknown> & { getType(): SchemaType };
 
@@ -82,7 +95,9 @@ const relevant = (type: SchemaType): boolean => relevance.get(type.typeName) ?? 
 /** Whether walk() descends into messages of this type (it can lead to a handle, async id or pointer). */
 export const isRelevant = (typeName: string): boolean => relevance.get(typeName) ?? false;
 
+// Typed as the part of v1's MessageType that SchemaType describes.
 export const ROOT_TYPES = [FfiRequest, FfiResponse, FfiEvent] as unknown as SchemaType[];
+export const [FFI_REQUEST, FFI_RESPONSE, FFI_EVENT] = ROOT_TYPES as [SchemaType, SchemaType, SchemaType];
 for (const root of ROOT_TYPES) planOf(root);
 computeRelevance();
 
@@ -151,9 +166,13 @@ export function walk(message: SchemaMessage, visitor: Visitor, ancestors: Schema
   ancestors.pop();
 }
 
-/** The selected request/response/event inside an FfiRequest/FfiResponse/FfiEvent oneof. */
-export function selected(message: SchemaMessage): { kind: string; typeName: string; value: SchemaMessage } | undefined {
+// The field number of each member of the roots' `message` oneof, by its local name.
+const caseNumbers = new Map(ROOT_TYPES.map((root) => [root.typeName, new Map(root.fields.list().map((f) => [f.localName, f.no]))]));
+
+/** The selected request/response/event inside an FfiRequest/FfiResponse/FfiEvent oneof; `no` is its field number. */
+export function selected(message: SchemaMessage): { kind: string; no: number; typeName: string; value: SchemaMessage } | undefined {
   const slot = message.message as { case?: string; value?: SchemaMessage } | undefined;
   if (slot?.case === undefined || slot.value === undefined) return undefined;
-  return { kind: slot.case, typeName: slot.value.getType().typeName.replace('livekit.proto.', ''), value: slot.value };
+  const no = caseNumbers.get(message.getType().typeName)?.get(slot.case) ?? 0;
+  return { kind: slot.case, no, typeName: slot.value.getType().typeName.replace('livekit.proto.', ''), value: slot.value };
 }

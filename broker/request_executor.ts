@@ -2,9 +2,11 @@
 // forbids, move pointer memory into native memory the broker owns, call liblivekit_ffi, and turn
 // its answer into a contract Response. Running synchronously here is what orders a Response
 // before any event that carries what it returned: the native queue is drained only afterwards.
-import { create } from '@bufbuild/protobuf';
-import { ResponseSchema, type Buffer as WireBuffer, type Request, type Response } from '../proto/gen/ffi_broker_pb.js';
-import { FfiRequest, FfiResponse, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
+import type { Buffer as WireBuffer, Request, Response } from '../proto/gen/ffi_broker_pb.js';
+import { FFI_REQUEST, FFI_RESPONSE, fieldValue, planOf, selected, setFieldValue, walk, type SchemaMessage } from './livekit_schema.js';
+import { decodeLivekit } from './livekit_decoding.js';
+import { encodeLivekit } from './livekit_encoding.js';
+import { withAsyncId } from './wire_patch.js';
 import type { MediaLane } from './media_lane.js';
 import { RequestMemory } from './request_memory.js';
 import { valueVerdict } from './request_values.js';
@@ -49,7 +51,7 @@ export class RequestExecutor<O extends Owner> {
     try {
       let message: SchemaMessage;
       try {
-        message = FfiRequest.fromBinary(request.ffiRequest) as unknown as SchemaMessage;
+        message = decodeLivekit(FFI_REQUEST, request.ffiRequest);
       } catch (err) {
         throw refuse.undecodable((err as Error).message);
       }
@@ -83,19 +85,20 @@ export class RequestExecutor<O extends Owner> {
         pointer: (holder, field, ptr) => memory.bind(holder, field, ptr),
       });
 
-      // Re-encoded, not forwarded: the library sees exactly what was checked, unknown fields dropped.
-      let bytes: Uint8Array;
-      try {
-        bytes = (message as unknown as FfiRequest).toBinary({ writeUnknownFields: false });
-      } catch (err) {
-        throw refuse.incomplete(typeName, (err as Error).message);
-      }
       if (requestCarriesPointers(chosen.kind)) {
-        const foreign = memory.foreignPointer(bytes);
+        const foreign = memory.foreignPointer(message);
         if (foreign !== undefined) {
           this.unvalidatedPointers++;
           throw refuse.unvalidatedPointer(typeName, foreign);
         }
+      }
+      // Encoded from what was checked, not forwarded: the library sees exactly that, in canonical
+      // form (one value per field, as the checks read it), and no unknown field.
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeLivekit(message);
+      } catch (err) {
+        throw refuse.incomplete(typeName, (err as Error).message);
       }
       const answer = this.library.request(bytes);
       this.forgetFreed(chosen.kind, chosen.value);
@@ -117,25 +120,23 @@ export class RequestExecutor<O extends Owner> {
   }
 
   private answer(owner: O, requestId: bigint, bytes: Buffer, clientAsyncId: bigint | undefined, written: WireBuffer[], soxRequest?: SchemaMessage): Response {
-    const message = FfiResponse.fromBinary(bytes) as unknown as SchemaMessage;
+    const message = decodeLivekit(FFI_RESPONSE, bytes);
     const chosen = selected(message);
     // The sox resampler's format, to check its pushes (sox_values.ts).
     const soxHandle = soxRequest === undefined ? undefined : ((chosen?.value.message as { value?: { handle?: { id?: bigint } } } | undefined)?.value?.handle?.id);
     if (soxRequest !== undefined && soxHandle !== undefined) this.soxFormats.remember(soxHandle, soxRequest, (h) => this.registry.isOwned(h));
-    let rewritten = false;
+    let ffiResponse: Uint8Array = bytes;
     if (chosen !== undefined) {
-      walk(chosen.value, {
-        asyncId: (holder, field, id) => {
-          this.registry.expectAsync(owner, id, clientAsyncId ?? id);
-          if (clientAsyncId !== undefined && clientAsyncId !== id) {
-            setFieldValue(holder, field, clientAsyncId);
-            rewritten = true;
-          }
-        },
-      });
+      const asyncId = planOf(chosen.value.getType()).asyncId;
+      const id = asyncId === undefined ? undefined : fieldValue(chosen.value, asyncId);
+      if (typeof id === 'bigint') {
+        this.registry.expectAsync(owner, id, clientAsyncId ?? id);
+        // The worker's own id back in place of the broker's, the rest as the library wrote it.
+        if (clientAsyncId !== undefined && clientAsyncId !== id) ffiResponse = withAsyncId(bytes, chosen.no, asyncId!.no, clientAsyncId);
+      }
     }
     const buffers = chosen === undefined ? written : [...written, ...this.output.take(chosen.value, owner)];
-    const ffiResponse = rewritten ? (message as unknown as FfiResponse).toBinary() : bytes;
-    return create(ResponseSchema, { requestId, ffiResponse, buffers });
+    // A literal: create() would initialize it by reflection, on every request.
+    return { $typeName: 'livekit.ffi_broker.v1.Response', requestId, ffiResponse, buffers };
   }
 }

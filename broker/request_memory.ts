@@ -7,7 +7,7 @@
 import { create } from '@bufbuild/protobuf';
 import { BufferSchema, type Buffer as WireBuffer, type LaneRef } from '../proto/gen/ffi_broker_pb.js';
 import { refuse } from './errors.js';
-import { FfiRequest, selected, setFieldValue, walk, type SchemaField, type SchemaMessage } from './livekit_schema.js';
+import { selected, setFieldValue, walk, type SchemaField, type SchemaMessage } from './livekit_schema.js';
 import { pointerField } from './pointer_fields.js';
 import type { MediaLane } from './media_lane.js';
 import type { NativeShim } from './native/shim.js';
@@ -64,15 +64,15 @@ export class RequestMemory {
   }
 
   /**
-   * The last line of defence before the library: decodes `bytes` (exactly what will be passed to
-   * livekit_ffi_request) on its own and checks that every pointer field, with the bytes its message
-   * says it covers, lies inside memory this object allocated. Independent of bind(), so a bug there
-   * (or anywhere between bind and the call) cannot hand the library a worker's address. Returns
-   * what is wrong, or undefined when every pointer is ours.
+   * The last line of defence before the library: walks `request` (the FfiRequest, as the executor
+   * is about to encode it for livekit_ffi_request) on its own and checks that every pointer field,
+   * with the bytes its message says it covers, lies inside memory this object allocated.
+   * Independent of bind(), so a bug there (or anywhere between bind and the call) cannot hand the
+   * library a worker's address. Returns what is wrong, or undefined when every pointer is ours.
    */
-  foreignPointer(bytes: Uint8Array): string | undefined {
+  foreignPointer(request: SchemaMessage): string | undefined {
     let problem: string | undefined;
-    const chosen = selected(FfiRequest.fromBinary(bytes) as unknown as SchemaMessage);
+    const chosen = selected(request);
     if (chosen === undefined) return undefined;
     walk(chosen.value, {
       pointer: (holder, field, ptr) => {

@@ -12,16 +12,31 @@ import {
   type InfoResponse,
   type ServerMessage,
 } from './gen/ffi_broker_pb.js';
+import { decodeClientMessage } from './client_message_decoding.js';
+import { encodeServerMessage } from './server_message_encoding.js';
 
-function codec<D extends DescMessage>(schema: D) {
+interface Codec<T> {
+  serialize(message: T): Buffer;
+  deserialize(bytes: Buffer): T;
+}
+
+function codec<D extends DescMessage>(schema: D, own: Partial<Codec<MessageShape<D>>> = {}): Codec<MessageShape<D>> {
   return {
-    serialize: (message: MessageShape<D>): Buffer => Buffer.from(toBinary(schema, message)),
-    deserialize: (bytes: Buffer): MessageShape<D> => fromBinary(schema, bytes),
+    serialize:
+      own.serialize ??
+      ((message) => {
+        // A view, not Buffer.from(bytes), which would copy the whole message once more.
+        const bytes = toBinary(schema, message);
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+      }),
+    deserialize: own.deserialize ?? ((bytes) => fromBinary(schema, bytes)),
   };
 }
 
-const clientMessage = codec(ClientMessageSchema);
-const serverMessage = codec(ServerMessageSchema);
+// The media path's two directions by hand: every request a worker sends is read without
+// reflection, every event and response written in one pass.
+const clientMessage = codec(ClientMessageSchema, { deserialize: decodeClientMessage });
+const serverMessage = codec(ServerMessageSchema, { serialize: encodeServerMessage });
 const infoRequest = codec(InfoRequestSchema);
 const infoResponse = codec(InfoResponseSchema);
 

@@ -34,6 +34,7 @@ import { NativeShim } from '../../broker/native/shim.js';
 import { RequestMemory } from '../../broker/request_memory.js';
 import { walk, type SchemaMessage } from '../../broker/livekit_schema.js';
 import { ffi } from '../helpers/assertions.js';
+import { seededRandom } from '../helpers/random.js';
 import { withTimeout } from '../helpers/processes.js';
 import { MODE, byMode, report, scrape, snapshot, startProbedBroker, type ProbedBroker, type Snapshot } from './probe.js';
 
@@ -46,18 +47,9 @@ const ANSWER_TIMEOUT_MS = 30_000;
 // RSS may grow with allocator caches and library pools; unbounded growth would pass this fast.
 const RSS_GROWTH_LIMIT_MIB = 300;
 
-// A small deterministic PRNG (mulberry32): a failing run can be replayed with RELIABILITY_FUZZ_SEED.
+// A failing run can be replayed with RELIABILITY_FUZZ_SEED.
 const SEED = Number(process.env.RELIABILITY_FUZZ_SEED ?? Date.now() % 2 ** 31);
-let state = SEED;
-function random(): number {
-  state = (state + 0x6d2b79f5) | 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const int = (n: number) => Math.floor(random() * n);
-const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
+const { random, int, pick } = seededRandom(SEED);
 const randomBytes = (n: number) => Uint8Array.from({ length: n }, () => int(256));
 
 interface Seed {
@@ -350,14 +342,14 @@ test('the last check before the library stops a pointer that is not the broker\'
     const info = (request.message.value as CaptureAudioFrameRequest).buffer!;
     const copy = info.dataPtr!;
     assert.notEqual(copy, ptr, 'bind points the request at the broker\'s copy');
-    assert.equal(memory.foreignPointer(request.toBinary()), undefined);
+    assert.equal(memory.foreignPointer(request as unknown as SchemaMessage), undefined);
     info.dataPtr = ptr; // the worker's own address
-    assert.match(memory.foreignPointer(request.toBinary()) ?? '', /outside the broker's memory/);
+    assert.match(memory.foreignPointer(request as unknown as SchemaMessage) ?? '', /outside the broker's memory/);
     info.dataPtr = copy + 2n; // inside the copy, but 2 bytes too long
-    assert.match(memory.foreignPointer(request.toBinary()) ?? '', /\+960 bytes\) is outside/);
+    assert.match(memory.foreignPointer(request as unknown as SchemaMessage) ?? '', /\+960 bytes\) is outside/);
     info.dataPtr = copy;
     info.samplesPerChannel = 481; // the size the library will read grew after bind
-    assert.match(memory.foreignPointer(request.toBinary()) ?? '', /outside/);
+    assert.match(memory.foreignPointer(request as unknown as SchemaMessage) ?? '', /outside/);
   } finally {
     memory.release();
   }
