@@ -82,6 +82,7 @@ export class Session implements EventReceiver {
   // Events already handed to a transport, kept (within the session buffer) so that a resumed
   // session can send again what its broken stream may not have delivered.
   private written: { event: WireEvent; bytes: number }[] = [];
+  private writtenHead = 0;
   private writtenBytes = 0;
   private droppedSinceNotice = 0n;
   private firstDroppedSeq = 0n;
@@ -209,7 +210,7 @@ export class Session implements EventReceiver {
     this.send(call, [{ message: this.welcomeMessage(welcome), bytes: 128, queued: false }]);
     const out: Outgoing[] = [];
     if (lastSeq > 0n) {
-      const again = this.written.filter((w) => w.event.seq > lastSeq);
+      const again = this.written.slice(this.writtenHead).filter((w) => w.event.seq > lastSeq);
       const firstHeld = again[0]?.event.seq ?? this.firstQueuedSeq();
       if (firstHeld > lastSeq + 1n) {
         this.droppedEvents += firstHeld - lastSeq - 1n;
@@ -323,10 +324,14 @@ export class Session implements EventReceiver {
   private remember(event: WireEvent, bytes: number): void {
     this.written.push({ event, bytes });
     this.writtenBytes += bytes;
-    let drop = 0;
     const keep = Math.min(REPLAY_BYTES, this.limits.bufferBytes);
-    while (this.writtenBytes > keep && drop < this.written.length) this.writtenBytes -= this.written[drop++]!.bytes;
-    if (drop > 0) this.written = this.written.slice(drop);
+    while (this.writtenBytes > keep && this.writtenHead < this.written.length) this.writtenBytes -= this.written[this.writtenHead++]!.bytes;
+    // Compacted now and then: a slice per event copied the whole list each time (11-14 % of the
+    // broker's samples at 20 streams once it was full).
+    if (this.writtenHead > 1024 && this.writtenHead * 2 > this.written.length) {
+      this.written = this.written.slice(this.writtenHead);
+      this.writtenHead = 0;
+    }
   }
 
   private dropNotice(): Outgoing {
