@@ -45,13 +45,15 @@ async function audioChain(client: BrokerClient): Promise<{ source: bigint; strea
 test('a worker that stops reading loses only its own media frames, each reported; another worker loses nothing', async () => {
   const broker = await startBroker(['--session-buffer', '256k']);
   try {
-    const healthy = spawnWorker(path.join(WORKERS, 'audio_worker.js'), ['--address', broker.address, '--streams', '2', '--first-id', '21', '--seconds', '6']);
+    const healthy = spawnWorker(path.join(WORKERS, 'audio_worker.js'), ['--address', broker.address, '--streams', '2', '--first-id', '21', '--seconds', '8']);
     await healthy.next('ready');
-    const slow = spawnWorker(path.join(WORKERS, 'slow_reader.js'), ['--address', broker.address, '--streams', '4', '--pause-ms', '3000']);
+    // 5 s: the slow reader has a media lane, whose ring (1 MiB) and the HTTP/2 window, full of
+    // small lane events, hold about 2.5 s of its four streams before the broker sheds.
+    const slow = spawnWorker(path.join(WORKERS, 'slow_reader.js'), ['--address', broker.address, '--streams', '4', '--pause-ms', '5000']);
     const paused = await slow.next<{ sessionId: string }>('paused');
     await waitFor(
       async () => ((await broker.info()).sessions.find((s) => s.sessionId === paused.sessionId)?.droppedEvents ?? 0n) > 0n,
-      4000,
+      6000,
       "the stalled session's frames to be dropped",
     );
     const slowReport = await slow.next<SlowReport>('report');
