@@ -76,10 +76,6 @@ export class MediaLane {
     return create(MediaLaneSchema, { toBroker: region(this.toBroker), toClient: region(this.toClient) });
   }
 
-  get regionBytes(): number {
-    return this.toBroker.size + this.toClient.size;
-  }
-
   /** The broker's address of the bytes a request's reference names; refuses a reference that is not inside this session's to_broker region. */
   resolve(ref: LaneRef, kind: string): bigint {
     if (ref.region !== this.toBroker.id) throw refuse.laneRegionNotOwned(kind, ref.region, this.toBroker.id);
